@@ -1,0 +1,145 @@
+"""The ``fta`` command line.
+
+    fta check-config [settings options]       validate and print the effective settings
+    fta simulate PATH --size 50MB --seconds 10 [--pause-at 40% --pause-seconds 5] [--count N]
+
+Every setting has an option (``--file-stable-time-seconds 5``, ``--no-use-temporary-file``, ...), which overrides
+the environment (``FTA_*``) and the ``.env`` file. Invalid configuration exits with code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from fta import __version__
+from fta.errors import ConfigError
+from fta.probe import probe_destination
+from fta.settings import Settings, describe_settings, load_settings
+from fta.simulator import GrowthPlan, numbered, parse_fraction, parse_size, simulate
+
+EXIT_CONFIG = 2
+_ALIASES = {"source_path": ["--source"], "destination_path": ["--destination", "--dest"]}
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list or any(
+        typing.get_origin(arg) is list for arg in typing.get_args(annotation)
+    )
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """One option per settings field, all defaulting to None ("not given")."""
+    group = parser.add_argument_group("settings (override FTA_* environment variables and .env)")
+    group.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    for name, field in Settings.model_fields.items():
+        flags = [f"--{name.replace('_', '-')}", *_ALIASES.get(name, [])]
+        annotation = field.annotation
+        if isinstance(annotation, types.GenericAlias | types.UnionType) and not _is_list(annotation):
+            annotation = str
+        if _is_bool(annotation):
+            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None)
+        elif _is_list(annotation):
+            group.add_argument(*flags, dest=name, action="append", default=None, help=field.description)
+        else:
+            group.add_argument(*flags, dest=name, default=None, help=field.description)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
+    return load_settings(overrides, env_file=args.env_file)
+
+
+def _check_config(args: argparse.Namespace, out: TextIO) -> int:
+    settings = settings_from_args(args)
+    rows = describe_settings(settings)
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}", file=out)
+    probe = probe_destination(settings.destination_path, settings.require_mount, settings.destination_marker)
+    if probe.ok:
+        free = (probe.free_bytes or 0) / 1e9
+        print(f"\nconfiguration OK; destination reachable, {free:.1f} GB free", file=out)
+    else:
+        print(f"\nconfiguration OK; destination not reachable now: {probe.reason}", file=out)
+    return 0
+
+
+class _Bar:
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+
+    def __call__(self, done: int, total: int) -> None:
+        part = done / total if total else 1.0
+        filled = int(part * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {part:6.1%}  {done / 1e6:,.1f}/{total / 1e6:,.1f} MB")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _simulate(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        plan = GrowthPlan(
+            size=parse_size(args.size),
+            seconds=float(args.seconds),
+            pause_at=parse_fraction(args.pause_at) if args.pause_at is not None else None,
+            pause_seconds=float(args.pause_seconds),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if plan.seconds < 0 or plan.pause_seconds < 0 or args.count < 1:
+        raise ConfigError("--seconds and --pause-seconds must be >= 0 and --count >= 1")
+    targets = numbered(Path(args.path), args.count)
+    existing = [str(p) for p in targets if p.exists()]
+    if existing:
+        raise ConfigError(f"refusing to overwrite {', '.join(existing)}")
+    simulate(targets, plan, progress=None if args.quiet else _Bar(sys.stderr))
+    for path in targets:
+        print(path, file=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fta", description="File Transfer Agent")
+    parser.add_argument("--version", action="version", version=f"fta {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate and print the effective settings")
+    add_settings_options(check)
+    check.set_defaults(handler=_check_config)
+
+    sim = commands.add_parser("simulate", help="write files that grow like a recorder writes them")
+    sim.add_argument("path", help="file to write; with --count N, PATH-001.ext ... PATH-N.ext")
+    sim.add_argument("--size", default="50MB", help="final size of each file (e.g. 64KiB, 50MB, 1GiB)")
+    sim.add_argument("--seconds", default="10", help="how long the growth takes")
+    sim.add_argument("--pause-at", default=None, help="pause once at this point (e.g. 40%% or 0.4)")
+    sim.add_argument("--pause-seconds", default="0", help="length of the pause")
+    sim.add_argument("--count", type=int, default=1, help="number of files written side by side")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.set_defaults(handler=_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, TextIO], int] = args.handler
+    try:
+        return handler(args, out or sys.stdout)
+    except ConfigError as exc:
+        print(f"fta: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Is the destination reachable, and if not, why? Never creates the root.
+
+Checks in order: the root exists, is a folder, is a mount point (with ``require_mount``), holds the marker file
+(with ``destination_marker``), and takes a small write + fsync (so a read-only, full or disconnected share fails
+here instead of in the middle of a copy). A hung network mount cannot hold the caller forever: see ``timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+PROBE_PREFIX = ".fta-probe-"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    reason: str | None = None
+    free_bytes: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _why(exc: OSError) -> str:
+    return f"{errno.errorcode.get(exc.errno or 0, 'error')} {exc.strerror or exc}"
+
+
+def _write_probe(root: Path) -> None:
+    probe = root / f"{PROBE_PREFIX}{os.getpid()}-{threading.get_ident()}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, b"fta")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(probe)
+
+
+def probe_destination(root: Path, require_mount: bool = False, marker: str | None = None) -> ProbeResult:
+    """Answer "reachable, or why not" for the destination root."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return ProbeResult(False, f"destination root {root} does not exist")
+    except OSError as exc:
+        return ProbeResult(False, f"destination root {root} cannot be reached: {_why(exc)}")
+    if not os.path.isdir(root) or not st.st_mode & 0o040000:
+        return ProbeResult(False, f"destination root {root} is not a folder")
+    if require_mount and not os.path.ismount(root):
+        return ProbeResult(False, f"destination root {root} is not a mount point (is the share mounted?)")
+    if marker is not None and not (root / marker).is_file():
+        return ProbeResult(False, f"marker file {marker} is missing in destination root {root}")
+    try:
+        _write_probe(root)
+        vfs = os.statvfs(root)
+    except OSError as exc:
+        return ProbeResult(False, f"destination root {root} is not writable: {_why(exc)}")
+    return ProbeResult(True, None, vfs.f_bavail * vfs.f_frsize)
+
+
+def probe_with_timeout(
+    root: Path, require_mount: bool = False, marker: str | None = None, timeout: float = 30.0
+) -> ProbeResult:
+    """``probe_destination`` in a daemon thread: a mount that hangs counts as unavailable after ``timeout``."""
+    answer: list[ProbeResult] = []
+    worker = threading.Thread(
+        target=lambda: answer.append(probe_destination(root, require_mount, marker)),
+        name="fta-probe",
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout)
+    if not answer:
+        return ProbeResult(False, f"destination root {root} did not answer within {timeout:g} s")
+    return answer[0]

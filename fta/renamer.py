@@ -1,0 +1,109 @@
+"""Give a finished temp file its final name without ever overwriting, and make the rename durable.
+
+Strategies, tried in order; the first that the filesystem supports is remembered and logged once:
+    renameat2   ``renameat2(..., RENAME_NOREPLACE)``: atomic, fails with EEXIST (Linux, most local filesystems)
+    link        ``link(temp, final)`` + ``unlink(temp)``: atomic create-if-absent (NFS, filesystems without
+                RENAME_NOREPLACE)
+    rename      check that the final name is free, then ``rename``: NOT atomic against another writer choosing
+                the same name in the same instant; the last resort for CIFS shares that refuse both others
+A strategy "is not supported" when it fails with one of ``UNSUPPORTED_ERRNOS``; any other error is real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger("fta.renamer")
+
+UNSUPPORTED_ERRNOS = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM})
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+Strategy = Callable[[Path, Path], None]
+
+
+def _load_renameat2() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func: Callable[..., int] = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    return func
+
+
+_renameat2 = _load_renameat2()
+
+
+def rename_noreplace(temp: Path, final: Path) -> None:
+    if _renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if _renameat2(_AT_FDCWD, os.fsencode(temp), _AT_FDCWD, os.fsencode(final), _RENAME_NOREPLACE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), os.fspath(final))
+
+
+def link_then_unlink(temp: Path, final: Path) -> None:
+    os.link(temp, final, follow_symlinks=False)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+
+
+def check_then_rename(temp: Path, final: Path) -> None:
+    if os.path.lexists(final):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(final))
+    os.rename(temp, final)
+
+
+STRATEGIES: tuple[tuple[str, Strategy], ...] = (
+    ("renameat2", rename_noreplace),
+    ("link", link_then_unlink),
+    ("rename", check_then_rename),
+)
+
+
+class NoReplaceMover:
+    """Moves temp files to final names through the first supported strategy."""
+
+    def __init__(self, strategies: Sequence[tuple[str, Strategy]] = STRATEGIES) -> None:
+        self._strategies = list(strategies)
+        self.in_use: str | None = None
+        self._dir_fsync_ok = True
+
+    def move(self, temp: Path, final: Path) -> None:
+        """Rename ``temp`` to ``final``; ``FileExistsError`` when ``final`` exists (nothing is overwritten)."""
+        while self._strategies:
+            name, strategy = self._strategies[0]
+            try:
+                strategy(temp, final)
+            except OSError as exc:
+                if exc.errno in UNSUPPORTED_ERRNOS and len(self._strategies) > 1:
+                    log.warning("no-replace rename '%s' not supported here (%s); falling back", name, exc.strerror)
+                    self._strategies.pop(0)
+                    continue
+                raise
+            if self.in_use != name:
+                self.in_use = name
+                log.info("final names are given with '%s'", name)
+            return
+        raise OSError(errno.ENOSYS, "no rename strategy left")  # pragma: no cover - the list never empties
+
+    def fsync_folder(self, folder: Path) -> None:
+        """Make a rename durable; filesystems that cannot fsync a folder are noted once and skipped."""
+        if not self._dir_fsync_ok:
+            return
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+                raise
+            self._dir_fsync_ok = False
+            log.warning("this destination cannot fsync a folder (%s); renames rely on the server", exc.strerror)
+        finally:
+            os.close(fd)

@@ -1,0 +1,185 @@
+"""The one settings model, loaded once and passed down.
+
+Precedence: command-line options > environment variables ``FTA_*`` > a ``.env`` file > defaults. Every field is
+documented in the README's settings table; ``describe_settings()`` prints the effective values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from fta.errors import ConfigError
+
+ENV_PREFIX = "FTA_"
+
+# Other writers' usual temporary or partial names, and hidden files (our own temp files are hidden too).
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    ".*",
+    "*.tmp",
+    "*.temp",
+    "*.part",
+    "*.partial",
+    "*.crdownload",
+    "*.download",
+    "*.filepart",
+    "*.swp",
+    "~$*",
+    "*~",
+    "Thumbs.db",
+    "desktop.ini",
+)
+
+
+class Settings(BaseSettings):
+    """Configuration of the agent (see the README for each field)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",  # unknown FTA_ keys are refused by load_settings(); others belong to other tools
+        validate_default=True,
+    )
+
+    source_path: Path = Field(Path("/tmp/source"), description="Folder watched for new files.")
+    destination_path: Path = Field(Path("/tmp/destination"), description="Root the files are moved to.")
+    file_stable_time_seconds: float = Field(
+        120, gt=0, description="A file is finished when size and mtime are unchanged this long."
+    )
+    polling_interval_seconds: float = Field(10, gt=0, description="Seconds between two scans of the source.")
+    use_temporary_file: bool = Field(True, description="Write to a hidden temp file, rename when verified.")
+    max_retry_attempts: int = Field(3, ge=0, description="Retries of a per-file error before Failed.")
+    retry_delay_seconds: float = Field(10, ge=0, description="Seconds between per-file retries.")
+    global_retry_delay_seconds: float = Field(
+        60, gt=0, description="Seconds between checks while the destination is unavailable."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Lowest level that is logged."
+    )
+    log_file_path: Path | None = Field(Path("logs/file_agent.log"), description="Rotating log file; empty for none.")
+    log_format: Literal["console", "json"] = Field("console", description="Line format of console and file.")
+    log_max_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Size at which the log file rotates.")
+    log_backup_count: int = Field(10, ge=1, description="Rotated log files kept (retention).")
+    syslog_address: str | None = Field(
+        None, description="Also log to syslog: a socket path (/dev/log) or host:port (UDP)."
+    )
+    verify: Literal["checksum", "size"] = Field(
+        "checksum", description="checksum: xxh3-128 of source vs re-read destination; size: sizes only."
+    )
+    require_mount: bool = Field(False, description="The destination root must be a mount point.")
+    destination_marker: str | None = Field(
+        None, description="A file that must exist in the destination root (guards against a bare mount point)."
+    )
+    exclude: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDE),
+        description="Glob patterns (comma-separated in env) for names that are never moved.",
+    )
+    stability_lock: bool = Field(
+        False, description="Also require an exclusive non-blocking lock on the file before it is ready."
+    )
+    max_concurrent_copies: int = Field(2, ge=1, description="Copies running at once in one agent.")
+    storage_warning_gb: float = Field(100, ge=0, description="Destination free space below this is a WARNING.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_file_path", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "off"):
+            return None
+        return value
+
+    @field_validator("syslog_address", "destination_marker", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _split_exclude(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("destination_marker")
+    @classmethod
+    def _marker_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
+            raise ValueError("must be a path relative to the destination root, without '..'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> Settings:
+        source = self.source_path.expanduser().resolve()
+        destination = self.destination_path.expanduser().resolve()
+        if not source.exists():
+            raise ValueError(f"source_path {source} does not exist")
+        if not source.is_dir():
+            raise ValueError(f"source_path {source} is not a folder")
+        if source == destination:
+            raise ValueError(f"source_path and destination_path are the same folder ({source})")
+        if destination.is_relative_to(source):
+            raise ValueError(f"destination_path {destination} lies inside source_path {source}")
+        if source.is_relative_to(destination):
+            raise ValueError(f"source_path {source} lies inside destination_path {destination}")
+        self.source_path = source
+        self.destination_path = destination
+        return self
+
+
+def _unknown_keys(keys: Any, where: str) -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return [f"{key} ({where})" for key in keys if key.upper().startswith(ENV_PREFIX) and key.upper() not in known]
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(loc) for loc in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}" if field else message)
+    return "; ".join(parts)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    env_file: Path | str | None = ".env",
+) -> Settings:
+    """Build the settings, or raise ``ConfigError`` with one readable line.
+
+    ``overrides`` are command-line values (``None`` means "not given"); unknown ``FTA_`` keys in the environment
+    or the ``.env`` file are refused, since a misspelt key would silently leave a default in place.
+    """
+    unknown = _unknown_keys(os.environ.keys(), "environment")
+    if env_file is not None and Path(env_file).is_file():
+        unknown += _unknown_keys(dotenv_values(env_file).keys(), str(env_file))
+    if unknown:
+        raise ConfigError(f"unknown setting {', '.join(unknown)}")
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    try:
+        return Settings(_env_file=env_file, **given)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def describe_settings(settings: Settings) -> list[tuple[str, str]]:
+    """The effective settings as (name, value) pairs, in declaration order."""
+    rows = []
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, list):
+            value = ",".join(value)
+        rows.append((name, "" if value is None else str(value)))
+    return rows
