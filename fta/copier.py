@@ -208,6 +208,7 @@ class Copier:
             finally:
                 os.close(fd)
             if not self._source_unchanged(source, src_fd, before, copied):
+                os.unlink(temp)
                 return self._changed(rel, source, started, "it changed during the copy")
             self._verify(temp, copied, checksum)
             placed = self._place(temp, final, limit)
@@ -350,8 +351,10 @@ class Copier:
                 done += n
                 report(done, max(total, done))
             with on_side("destination"):
-                if done < total:
-                    os.ftruncate(dst_fd, done)  # the file shrank: drop the preallocated tail
+                # The size must say what was really written, not what was preallocated: cut at the write position.
+                written = os.lseek(dst_fd, 0, os.SEEK_CUR)
+                if written < total:
+                    os.ftruncate(dst_fd, written)
                 os.fsync(dst_fd)
         finally:
             reader.close()

@@ -1,0 +1,1 @@
+"""Prefect blocks that deployments load by name (the ``TransferConfig`` block; secrets as ``SecretStr``)."""

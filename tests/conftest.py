@@ -1,0 +1,110 @@
+"""Shared fixtures: isolated settings on a real filesystem, a controllable clock, tmpfs mounts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fta.settings import Settings, load_settings
+
+
+class FakeClock:
+    """A monotonic clock that only moves when a test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No FTA_ variable or .env file of the machine leaks into a test; each test runs in its own folder."""
+    for key in list(os.environ):
+        if key.upper().startswith("FTA_"):
+            monkeypatch.delenv(key)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "source"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def destination(tmp_path: Path) -> Path:
+    path = tmp_path / "destination"
+    path.mkdir()
+    return path
+
+
+MakeSettings = Callable[..., Settings]
+Mount = Callable[[str], Path]
+
+
+@pytest.fixture
+def make_settings(source: Path, destination: Path) -> MakeSettings:
+    """Settings for the test's source/destination folders, with overrides; no log file."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "source_path": source,
+            "destination_path": destination,
+            "log_file_path": "",
+        }
+        values.update(overrides)
+        return load_settings(values, env_file=None)
+
+    return make
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mount small tmpfs filesystems (root only); skipped with a reason where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        point = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def unmount(point: Path) -> None:
+    subprocess.run(["umount", "-l", str(point)], check=True, capture_output=True)

@@ -1,0 +1,392 @@
+"""The verified copier on a real filesystem: the data-safety invariants, one by one."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from fta import paths
+from fta.copier import Copier, CopyResult, hash_file
+from fta.errors import CopyInterrupted, CorruptCopy, DestinationBlocked, DestinationUnavailable, SourceUnreadable
+from fta.probe import ProbeResult
+from fta.stability import FileSig
+from tests.conftest import FakeClock, MakeSettings, Mount, unmount, write
+
+CHUNK = 64 * 1024
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Temp files of ours anywhere below root."""
+    return [p for p in root.rglob("*") if paths.temp_owner(p.name) is not None]
+
+
+def sig(path: Path) -> FileSig:
+    return FileSig.from_stat(path.stat())
+
+
+def test_copies_verifies_renames_and_deletes_the_source(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    data = os.urandom(3 * CHUNK + 17)
+    src = write(source / "day1" / "cam a" / "clip.mxf", data)
+    result = Copier(make_settings(), chunk_size=CHUNK).copy("day1/cam a/clip.mxf", expected=sig(src))
+    final = destination / "day1" / "cam a" / "clip.mxf"
+    assert result.outcome == "copied"
+    assert result.destination == final
+    assert final.read_bytes() == data
+    assert not src.exists()
+    assert result.size == len(data)
+    assert result.checksum == hash_file(final)
+    assert result.checksum is not None and result.checksum.startswith("xxh3_128:")
+    assert not result.conflict_renamed
+    assert leftovers(destination) == []
+
+
+def test_name_conflicts_get_numbered_and_never_overwrite(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    write(destination / "video.mxf", b"older recording")
+    write(destination / "video_1.mxf", b"another older one")
+    write(source / "video.mxf", b"the new recording")
+    result = Copier(make_settings()).copy("video.mxf")
+    assert result.destination == destination / "video_2.mxf"
+    assert result.conflict_renamed
+    assert (destination / "video.mxf").read_bytes() == b"older recording"
+    assert (destination / "video_1.mxf").read_bytes() == b"another older one"
+    assert (destination / "video_2.mxf").read_bytes() == b"the new recording"
+
+
+@pytest.mark.parametrize("verify", ["checksum", "size"])
+def test_same_size_different_content_is_not_taken_for_a_delivered_copy(
+    make_settings: MakeSettings, source: Path, destination: Path, verify: str
+) -> None:
+    write(destination / "a.mxf", b"AAAA")
+    src = write(source / "a.mxf", b"BBBB")
+    result = Copier(make_settings(verify=verify)).copy("a.mxf")
+    assert result.outcome == "copied"
+    assert result.destination == destination / "a_1.mxf"
+    assert (destination / "a.mxf").read_bytes() == b"AAAA"
+    assert (destination / "a_1.mxf").read_bytes() == b"BBBB"
+    assert not src.exists()
+
+
+def test_already_delivered_copy_deletes_the_source_without_a_duplicate(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    data = os.urandom(CHUNK)
+    write(destination / "clips" / "a.mxf", b"a different file that was there first")
+    write(destination / "clips" / "a_1.mxf", data)  # a crash right after the rename
+    src = write(source / "clips" / "a.mxf", data)
+    result = Copier(make_settings()).copy("clips/a.mxf")
+    assert result.outcome == "already_present"
+    assert result.destination == destination / "clips" / "a_1.mxf"
+    assert result.checksum == hash_file(destination / "clips" / "a_1.mxf")
+    assert not src.exists()
+    assert sorted(p.name for p in (destination / "clips").iterdir()) == ["a.mxf", "a_1.mxf"]
+
+
+def test_source_that_changed_since_it_was_stable_is_left_alone(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    src = write(source / "a.mxf", b"first part")
+    seen = sig(src)
+    with src.open("ab") as f:
+        f.write(b" and more")
+    result = Copier(make_settings()).copy("a.mxf", expected=seen)
+    assert result.outcome == "changed"
+    assert result.destination is None
+    assert src.read_bytes() == b"first part and more"
+    assert list(destination.iterdir()) == []
+
+
+def test_source_growing_during_the_copy_is_kept_and_the_temp_removed(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    src = write(source / "a.mxf", os.urandom(4 * CHUNK))
+    calls = []
+
+    def append_once(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:
+            with src.open("ab") as f:
+                f.write(b"the recorder woke up again")
+
+    result = Copier(make_settings(), chunk_size=CHUNK, progress_interval=0).copy("a.mxf", progress=append_once)
+    assert result.outcome == "changed"
+    assert src.stat().st_size == 4 * CHUNK + len(b"the recorder woke up again")
+    assert list(destination.iterdir()) == []
+
+
+def test_source_replaced_during_the_copy_is_kept(make_settings: MakeSettings, source: Path, destination: Path) -> None:
+    src = write(source / "a.mxf", os.urandom(3 * CHUNK))
+
+    def replace(done: int, total: int) -> None:
+        if 0 < done < total:
+            replacement = write(source / "new.bin", b"x" * (3 * CHUNK))
+            replacement.replace(src)
+
+    result = Copier(make_settings(), chunk_size=CHUNK, progress_interval=0).copy("a.mxf", progress=replace)
+    assert result.outcome == "changed"
+    assert src.read_bytes() == b"x" * (3 * CHUNK)
+    assert leftovers(destination) == []
+
+
+class FlipOneByte(Copier):
+    """Corrupts the second chunk it writes."""
+
+    writes = 0
+
+    def _write(self, fd: int, data: memoryview) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            spoiled = bytearray(data)
+            spoiled[0] ^= 0xFF
+            data = memoryview(spoiled)
+        super()._write(fd, data)
+
+
+class DropLastByte(Copier):
+    def _write(self, fd: int, data: memoryview) -> None:
+        super()._write(fd, data[:-1] if len(data) < CHUNK else data)
+
+
+@pytest.mark.parametrize(
+    ("copier_class", "verify", "words"),
+    [(FlipOneByte, "checksum", "checksum"), (DropLastByte, "size", "bytes written")],
+)
+def test_corrupt_copy_is_detected_and_the_source_kept(
+    make_settings: MakeSettings,
+    source: Path,
+    destination: Path,
+    copier_class: type[Copier],
+    verify: str,
+    words: str,
+) -> None:
+    data = os.urandom(3 * CHUNK + 5)
+    src = write(source / "a.mxf", data)
+    with pytest.raises(CorruptCopy, match=words):
+        copier_class(make_settings(verify=verify), chunk_size=CHUNK).copy("a.mxf")
+    assert src.read_bytes() == data
+    assert list(destination.iterdir()) == []
+
+
+def test_stop_request_leaves_no_temp_and_keeps_the_source(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    data = os.urandom(4 * CHUNK)
+    src = write(source / "a.mxf", data)
+    stop = threading.Event()
+
+    def stop_midway(done: int, total: int) -> None:
+        if done >= 2 * CHUNK:
+            stop.set()
+
+    copier = Copier(make_settings(), chunk_size=CHUNK, progress_interval=0)
+    with pytest.raises(CopyInterrupted):
+        copier.copy("a.mxf", progress=stop_midway, stop=stop)
+    assert src.read_bytes() == data
+    assert list(destination.iterdir()) == []
+
+
+def test_missing_destination_root_is_global_and_never_created(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    src = write(source / "sub" / "a.mxf", b"data")
+    settings = make_settings()
+    destination.rmdir()
+    with pytest.raises(DestinationUnavailable, match="does not exist"):
+        Copier(settings).copy("sub/a.mxf")
+    assert not destination.exists()
+    assert src.read_bytes() == b"data"
+
+
+def test_file_where_a_folder_is_needed_is_a_per_file_error(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    write(destination / "clips", b"I am a file, not a folder")
+    src = write(source / "clips" / "a.mxf", b"data")
+    with pytest.raises(DestinationBlocked) as caught:
+        Copier(make_settings()).copy("clips/a.mxf")
+    assert caught.value.side == "destination"
+    assert src.read_bytes() == b"data"
+    assert (destination / "clips").read_bytes() == b"I am a file, not a folder"
+
+
+def test_per_file_destination_error_becomes_global_when_the_probe_fails(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    write(destination / "clips", b"in the way")
+    write(source / "clips" / "a.mxf", b"data")
+    copier = Copier(make_settings(), probe=lambda: ProbeResult(False, "share went away"))
+    with pytest.raises(DestinationUnavailable, match="share went away") as caught:
+        copier.copy("clips/a.mxf")
+    assert isinstance(caught.value.__cause__, DestinationBlocked)
+
+
+def test_full_destination_is_global_and_cleans_up(make_settings: MakeSettings, source: Path, tmpfs: Mount) -> None:
+    small = tmpfs("256k")
+    data = os.urandom(1024 * 1024)
+    src = write(source / "big.mxf", data)
+    with pytest.raises(DestinationUnavailable, match="ENOSPC"):
+        Copier(make_settings(destination_path=small), chunk_size=CHUNK).copy("big.mxf")
+    assert src.read_bytes() == data
+    assert list(small.iterdir()) == []
+
+
+def test_full_destination_without_preallocation(
+    make_settings: MakeSettings, source: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filesystems without posix_fallocate (some network shares) hit ENOSPC while writing instead."""
+    small = tmpfs("256k")
+
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    src = write(source / "big.mxf", os.urandom(1024 * 1024))
+    with pytest.raises(DestinationUnavailable, match="ENOSPC"):
+        Copier(make_settings(destination_path=small), chunk_size=CHUNK).copy("big.mxf")
+    assert src.exists()
+    assert list(small.iterdir()) == []
+
+
+def test_unmounted_destination_with_require_mount_is_global(
+    make_settings: MakeSettings, source: Path, tmpfs: Mount
+) -> None:
+    mount = tmpfs("16m")
+    data = os.urandom(4 * CHUNK)
+    src = write(source / "a.mxf", data)
+    copier = Copier(make_settings(destination_path=mount, require_mount=True), chunk_size=CHUNK, progress_interval=0)
+
+    def unmount_midway(done: int, total: int) -> None:
+        if done == 2 * CHUNK:
+            unmount(mount)
+
+    with pytest.raises(DestinationUnavailable, match="not a mount point"):
+        copier.copy("a.mxf", progress=unmount_midway)
+    assert src.read_bytes() == data
+    assert list(mount.iterdir()) == []  # nothing written into the bare mount point
+
+
+def test_without_temporary_file_writes_the_final_name_exclusively(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    write(destination / "a.mxf", b"old")
+    src = write(source / "a.mxf", b"new data")
+    result = Copier(make_settings(use_temporary_file=False)).copy("a.mxf")
+    assert result.destination == destination / "a_1.mxf"
+    assert (destination / "a.mxf").read_bytes() == b"old"
+    assert (destination / "a_1.mxf").read_bytes() == b"new data"
+    assert not src.exists()
+
+
+def test_without_temporary_file_a_corrupt_copy_is_removed(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    src = write(source / "a.mxf", os.urandom(3 * CHUNK))
+    with pytest.raises(CorruptCopy):
+        FlipOneByte(make_settings(use_temporary_file=False), chunk_size=CHUNK).copy("a.mxf")
+    assert src.exists()
+    assert list(destination.iterdir()) == []
+
+
+def test_without_temporary_file_a_changed_source_is_removed(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    src = write(source / "a.mxf", os.urandom(3 * CHUNK))
+
+    def grow(done: int, total: int) -> None:
+        if 0 < done < total:
+            with src.open("ab") as f:
+                f.write(b"more")
+
+    copier = Copier(make_settings(use_temporary_file=False), chunk_size=CHUNK, progress_interval=0)
+    assert copier.copy("a.mxf", progress=grow).outcome == "changed"
+    assert list(destination.iterdir()) == []
+
+
+def test_a_stale_temp_of_the_same_file_is_replaced(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    settings = make_settings()
+    copier = Copier(settings)
+    stale = write(destination / paths.temp_name("a.mxf", copier.owner), b"half a copy from a crash")
+    write(source / "a.mxf", b"the whole recording")
+    result = copier.copy("a.mxf")
+    assert result.destination is not None and result.destination.read_bytes() == b"the whole recording"
+    assert not stale.exists()
+    assert leftovers(destination) == []
+
+
+def test_startup_cleanup_removes_only_our_temp_files(
+    make_settings: MakeSettings, source: Path, destination: Path
+) -> None:
+    copier = Copier(make_settings())
+    ours = [
+        write(destination / paths.temp_name("a.mxf", copier.owner), b"x"),
+        write(destination / "day1" / paths.temp_name("b.mxf", copier.owner), b"x"),
+    ]
+    theirs = write(destination / "day1" / paths.temp_name("b.mxf", "0123abcd"), b"another agent's")
+    plain = write(destination / "day1" / "b.mxf", b"a real file")
+    unrelated = write(destination / "other" / paths.temp_name("c.mxf", copier.owner), b"not a source folder")
+    removed = copier.remove_stale_temp_files(["", "day1", "missing"])
+    assert sorted(removed) == sorted(ours)
+    assert theirs.exists() and plain.exists() and unrelated.exists()
+
+
+def test_progress_is_throttled_and_ends_at_the_total(
+    make_settings: MakeSettings, source: Path, clock: FakeClock
+) -> None:
+    write(source / "a.mxf", os.urandom(8 * CHUNK))
+    seen: list[tuple[int, int]] = []
+    copier = Copier(make_settings(), clock=clock, chunk_size=CHUNK, progress_interval=0.25)
+    copier.copy("a.mxf", progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (0, 8 * CHUNK)
+    assert seen[-1] == (8 * CHUNK, 8 * CHUNK)
+    assert len(seen) == 2  # the clock never moved: only the first and the final report
+
+
+def test_progress_reports_each_chunk_when_time_passes(make_settings: MakeSettings, source: Path) -> None:
+    write(source / "a.mxf", os.urandom(4 * CHUNK))
+    ticks = iter(range(0, 10_000))
+    seen: list[int] = []
+    copier = Copier(make_settings(), clock=lambda: float(next(ticks)), chunk_size=CHUNK, progress_interval=0.5)
+    result: CopyResult = copier.copy("a.mxf", progress=lambda done, total: seen.append(done))
+    assert seen[:5] == [0, CHUNK, 2 * CHUNK, 3 * CHUNK, 4 * CHUNK]
+    assert result.seconds > 0 and result.mb_per_s > 0
+
+
+def test_source_that_cannot_be_deleted_is_reported(
+    make_settings: MakeSettings, source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = write(source / "a.mxf", b"data")
+    real_unlink = os.unlink
+
+    def refuse_source(path: str | os.PathLike[str], *args: object, **kwargs: object) -> None:
+        if Path(path) == src:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        real_unlink(path)
+
+    monkeypatch.setattr(os, "unlink", refuse_source)
+    with pytest.raises(SourceUnreadable, match="source could not be deleted"):
+        Copier(make_settings()).copy("a.mxf")
+    assert (destination / "a.mxf").read_bytes() == b"data"
+    assert src.exists()
+
+
+def test_symlinked_source_is_refused(make_settings: MakeSettings, source: Path, tmp_path: Path) -> None:
+    outside = write(tmp_path / "outside.mxf", b"secret")
+    (source / "link.mxf").symlink_to(outside)
+    with pytest.raises(Exception) as caught:
+        Copier(make_settings()).copy("link.mxf")
+    assert "ELOOP" in str(caught.value)
+    assert outside.exists()
+
+
+def test_a_path_escaping_the_root_is_refused(make_settings: MakeSettings) -> None:
+    with pytest.raises(DestinationBlocked):
+        Copier(make_settings()).copy("../escape.mxf")
