@@ -43,6 +43,7 @@ from fta.errors import (
     TransferError,
     map_os_error,
 )
+from fta.openfiles import is_open_for_writing
 from fta.probe import ProbeResult, probe_destination
 from fta.renamer import NoReplaceMover
 from fta.settings import Settings
@@ -373,7 +374,15 @@ class Copier:
             by_path = FileSig.from_stat(os.stat(source, follow_symlinks=False))
         except OSError:
             return False
-        return copied == before.size and by_fd == before and by_path == before
+        if copied != before.size or by_fd != before or by_path != before:
+            return False
+        return not self._held_by_writer(before)
+
+    def _held_by_writer(self, sig: FileSig) -> bool:
+        if self.settings.check_open_writers and is_open_for_writing(sig.device, sig.inode):
+            log.warning("the source is open for writing by another process: not finished yet")
+            return True
+        return False
 
     def _verify(self, path: Path, size: int, checksum: str) -> None:
         with on_side("destination"):
@@ -419,7 +428,7 @@ class Copier:
             now = FileSig.from_stat(os.stat(source, follow_symlinks=False))
         except FileNotFoundError:
             now = None
-        if now is not None and now != before:
+        if now is not None and (now != before or self._held_by_writer(now)):
             log.warning("%s changed after it was copied to %s; the source is kept", rel, placed)
             return CopyResult(rel, source, placed, size, checksum, self._clock() - started, "changed", renamed)
         if now is not None:

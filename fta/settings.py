@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     stability_lock: bool = Field(
         False, description="Also require an exclusive non-blocking lock on the file before it is ready."
     )
+    check_open_writers: bool = Field(
+        True,
+        description="A file another process holds open for writing is never ready, nor is its source deleted.",
+    )
     max_concurrent_copies: int = Field(2, ge=1, description="Copies running at once in one agent.")
     storage_warning_gb: float = Field(100, ge=0, description="Destination free space below this is a WARNING.")
 
