@@ -50,17 +50,21 @@ def _cut_utf8(data: bytes, limit: int) -> bytes:
     if len(data) <= limit:
         return data
     cut = data[:limit]
-    while cut and (cut[-1] & 0xC0) == 0x80:  # drop continuation bytes of a split character
-        cut = cut[:-1]
-    if cut and cut[-1] >= 0xC0:  # and the lead byte they belonged to
-        cut = cut[:-1]
+    start = len(cut)
+    while start and (cut[start - 1] & 0xC0) == 0x80:  # find the lead byte of the last character
+        start -= 1
+    if start and cut[start - 1] >= 0xC0:
+        lead = cut[start - 1]
+        length = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        if len(cut) - (start - 1) < length:  # that character was split: drop what is left of it
+            cut = cut[: start - 1]
     return cut
 
 
 def split_name(name: str) -> tuple[str, str]:
-    """``clip.mxf`` -> (``clip``, ``.mxf``); dot-files and over-long suffixes have no extension."""
+    """``clip.mxf`` -> (``clip``, ``.mxf``); dot-files, long or non-alphanumeric suffixes are no extension."""
     stem, dot, ext = name.rpartition(".")
-    if not dot or not stem or len(os.fsencode(ext)) + 1 > MAX_SUFFIX_BYTES or "/" in ext:
+    if not dot or not stem or len(os.fsencode(ext)) + 1 > MAX_SUFFIX_BYTES or not ext.isalnum():
         return name, ""
     return stem, "." + ext
 
@@ -75,10 +79,13 @@ def fit_name(stem: str, tail: str, limit: int) -> str:
 def candidate_names(name: str, limit: int = DEFAULT_NAME_MAX) -> Iterator[str]:
     """``name``, ``name_1``, ``name_2``, ... each within ``limit`` bytes; endless."""
     stem, ext = split_name(name)
-    yield fit_name(stem, ext, limit)
+    first = fit_name(stem, ext, limit)
+    yield first
     counter = 1
     while True:
-        yield fit_name(stem, f"_{counter}{ext}", limit)
+        candidate = fit_name(stem, f"_{counter}{ext}", limit)
+        if candidate != first:  # a cut stem ending in "_1" would repeat the first name
+            yield candidate
         counter += 1
 
 
