@@ -30,7 +30,15 @@ class TransferError(Exception):
 
 
 class DestinationUnavailable(TransferError):
-    """The destination cannot take files now (missing, unmounted, full, read-only, disconnected)."""
+    """The destination cannot take files now (missing, unmounted, full, read-only, disconnected).
+
+    ``needed_bytes`` is set when the destination is too full for a file: the wait then lasts until that much space
+    is free, not merely until a small write succeeds again.
+    """
+
+    def __init__(self, message: str, needed_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
 
 
 class FileError(TransferError):

@@ -231,26 +231,33 @@ def test_full_destination_is_global_and_cleans_up(make_settings: MakeSettings, s
     small = tmpfs("256k")
     data = os.urandom(1024 * 1024)
     src = write(source / "big.mxf", data)
-    with pytest.raises(DestinationUnavailable, match="ENOSPC"):
+    with pytest.raises(DestinationUnavailable, match="ENOSPC") as caught:
         Copier(make_settings(destination_path=small), chunk_size=CHUNK).copy("big.mxf")
+    assert caught.value.needed_bytes == len(data)  # the wait lasts until this much room is free
     assert src.read_bytes() == data
     assert list(small.iterdir()) == []
 
 
-def test_full_destination_without_preallocation(
+def test_destination_filling_up_during_the_copy(
     make_settings: MakeSettings, source: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Filesystems without posix_fallocate (some network shares) hit ENOSPC while writing instead."""
+    """The free-space check passed (another writer filled the disk meanwhile): ENOSPC while writing."""
     small = tmpfs("256k")
+    real_statvfs = os.statvfs
 
-    def unsupported(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.EOPNOTSUPP, "not supported")
+    def roomy(path: str | os.PathLike[str]) -> os.statvfs_result:
+        st = real_statvfs(path)
+        fields = list(st)
+        fields[4] = 10**9  # f_bavail
+        return os.statvfs_result(fields)
 
-    monkeypatch.setattr(os, "posix_fallocate", unsupported)
-    src = write(source / "big.mxf", os.urandom(1024 * 1024))
-    with pytest.raises(DestinationUnavailable, match="ENOSPC"):
+    monkeypatch.setattr(os, "statvfs", roomy)
+    data = os.urandom(1024 * 1024)
+    src = write(source / "big.mxf", data)
+    with pytest.raises(DestinationUnavailable, match="ENOSPC") as caught:
         Copier(make_settings(destination_path=small), chunk_size=CHUNK).copy("big.mxf")
-    assert src.exists()
+    assert caught.value.needed_bytes == len(data)
+    assert src.read_bytes() == data
     assert list(small.iterdir()) == []
 
 
