@@ -119,6 +119,5 @@ def configure_logging(settings: Settings, console: bool = True, stream: TextIO |
         handlers.append(syslog)
     for handler in handlers:
         root.addHandler(_mark(handler))
-    root.setLevel(settings.log_level)
     logging.getLogger("fta").setLevel(settings.log_level)
     return handlers

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fta.openfiles import open_for_writing
+
 Clock = Callable[[], float]
 
 
@@ -133,3 +135,33 @@ class StabilityTracker:
 
     def forget(self, rel: str) -> None:
         self._files.pop(rel, None)
+
+
+class ReadinessCheck:
+    """The extra conditions a stable file must meet: no other process writing it, and (optionally) a free lock.
+
+    ``refresh()`` takes one snapshot of the open-for-writing files per scan, so the per-file check is a set lookup.
+    """
+
+    def __init__(
+        self,
+        source_root: Path,
+        sig_of: Callable[[str], FileSig | None],
+        check_writers: bool = True,
+        use_lock: bool = False,
+    ) -> None:
+        self._root = source_root
+        self._sig_of = sig_of
+        self._check_writers = check_writers
+        self._use_lock = use_lock
+        self._writers: set[tuple[int, int]] = set()
+
+    def refresh(self) -> None:
+        if self._check_writers:
+            self._writers = open_for_writing()
+
+    def __call__(self, rel: str) -> bool:
+        sig = self._sig_of(rel)
+        if sig is not None and (sig.device, sig.inode) in self._writers:
+            return False
+        return not self._use_lock or can_lock_exclusively(self._root / rel)

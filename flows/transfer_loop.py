@@ -1,0 +1,301 @@
+"""The transfer loop both flows run: scan -> settle -> guard -> submit ``copy_file`` per ready file.
+
+Each cycle (every ``polling_interval_seconds``): forget vanished files, discover new ones, update stability, run the
+guard when the destination is in doubt, and submit a ``copy_file`` task for each ready file. Submission never waits
+for a running copy: up to ``2 x max_concurrent_copies`` task runs are queued in the thread pool (the rest wait on the
+board as Ready) and a copy that ends wakes the loop to queue the next at once.
+
+Memory stays flat over days: task futures are dropped as soon as they end, the flow run context's result map is
+emptied every cycle (these flows never pass one task's result to another, so Prefect's result-based dependency
+tracking has nothing to lose), and the thread pool is replaced every ``RUNNER_ROTATION`` submissions (Prefect's
+thread pool keeps a cancel event per task it ever ran).
+
+Nothing here may end a watch run because the Prefect API is slow or down: a failed submission, artifact or event is
+logged, and the file is simply still in the source for the next cycle.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect.artifacts import create_table_artifact
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from fta.board import IN_FLIGHT, TransferBoard
+from fta.copier import Copier
+from fta.scanner import scan_source, source_folders
+from fta.settings import Settings
+from fta.stability import ReadinessCheck, StabilityTracker
+from tasks.copy_file import copy_file
+from tasks.guard import check_destination, wait_for_destination
+from tasks.runtime import TransferRuntime
+
+log = logging.getLogger("fta.loop")
+
+STATUS_ARTIFACT_KEY = "fta-status"
+RUNNER_ROTATION = 1000
+
+_active_stops: set[threading.Event] = set()
+_active_lock = threading.Lock()
+
+
+def request_stop() -> None:
+    """Ask every transfer loop in this process to stop cleanly (SIGTERM, Ctrl-C, tests)."""
+    with _active_lock:
+        for stop in _active_stops:
+            stop.set()
+
+
+@dataclass
+class LoopSummary:
+    completed: int = 0
+    failed: int = 0
+    deferred: int = 0
+    failed_files: list[str] = field(default_factory=list)
+    cycles: int = 0
+
+
+class TransferLoop:
+    def __init__(
+        self,
+        settings: Settings,
+        once: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        max_cycles: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.once = once
+        self.max_cycles = max_cycles
+        self._clock = clock
+        self.stop = threading.Event()
+        tracker = StabilityTracker(settings.file_stable_time_seconds, clock, lock_check=lambda rel: self.readiness(rel))
+        self.readiness = ReadinessCheck(
+            settings.source_path,
+            lambda rel: seen.sig if (seen := tracker.get(rel)) is not None else None,
+            check_writers=settings.check_open_writers,
+            use_lock=settings.stability_lock,
+        )
+        self.board = TransferBoard(tracker)
+        self.runtime = TransferRuntime(settings, self.board, Copier(settings, clock=clock), self.stop)
+        self.summary = LoopSummary()
+        self._futures: dict[str, PrefectFuture[Any]] = {}
+        self._done: list[tuple[str, PrefectFuture[Any]]] = []
+        self._done_lock = threading.Lock()
+        self._sweep: set[str] | None = None  # once: the files present at the first scan
+        self._published_version = -1
+        self._published_at = float("-inf")
+        self._task = copy_file.with_options(
+            retries=settings.max_retry_attempts, retry_delay_seconds=settings.retry_delay_seconds
+        )
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def run(self) -> LoopSummary:
+        with _active_lock:
+            _active_stops.add(self.stop)
+        log.info(
+            "agent started: %s -> %s (stable after %g s, scan every %g s, %d copies at once)",
+            self.settings.source_path,
+            self.settings.destination_path,
+            self.settings.file_stable_time_seconds,
+            self.settings.polling_interval_seconds,
+            self.settings.max_concurrent_copies,
+        )
+        runner: ThreadPoolTaskRunner[Any] | None = None
+        submitted = 0
+        try:
+            self._remove_stale_temp_files()
+            next_scan = self._clock()
+            while not self.stop.is_set():
+                if self._clock() >= next_scan:
+                    self._scan()
+                    next_scan = self._clock() + self.settings.polling_interval_seconds
+                    self.summary.cycles += 1
+                self._collect()
+                if not self._guard():
+                    break
+                if runner is None or submitted >= RUNNER_ROTATION:
+                    runner = self._rotate(runner)
+                    submitted = 0
+                submitted += self._submit(runner)
+                self._publish()
+                self._release_results()
+                if self._finished():
+                    break
+                self.runtime.wake.wait(max(0.0, next_scan - self._clock()))
+                self.runtime.wake.clear()
+        finally:
+            self.stop.set()  # copies still running stop between chunks and remove their temp files
+            self._drain(runner)
+            self._publish(force=True)
+            with _active_lock:
+                _active_stops.discard(self.stop)
+        return self.summary
+
+    def _finished(self) -> bool:
+        if self.max_cycles is not None and self.summary.cycles >= self.max_cycles and not self._futures:
+            return True
+        if not self.once or self._sweep is None:
+            return False
+        left = [rel for rel in self._sweep if self.board.status_of(rel) is not None]
+        return not left and not self._futures
+
+    def _scan(self) -> None:
+        try:
+            snapshot = scan_source(self.settings.source_path, self.settings.exclude, self.settings.destination_path)
+        except OSError as exc:
+            log.error("cannot scan the source %s: %s", self.settings.source_path, exc)
+            if self.once:
+                raise
+            return
+        if self._sweep is None and self.once:
+            self._sweep = set(snapshot)
+            log.info("one sweep of %d file(s)", len(self._sweep))
+        if self._sweep is not None:
+            snapshot = {rel: sig for rel, sig in snapshot.items() if rel in self._sweep}
+        self.readiness.refresh()
+        for rel in self.board.observe(snapshot):
+            log.info("file ready: %s", rel)
+
+    def _guard(self) -> bool:
+        """Hold the run while the destination is unavailable; False when the agent stops meanwhile."""
+        trouble = self.runtime.take_unavailable()
+        if trouble is None and not self.board.ready_files():
+            return True
+        needed = trouble.needed_bytes if trouble is not None else None
+        probe = check_destination(self.settings, needed)
+        if probe.ok:
+            return True
+        reason = probe.reason or (str(trouble) if trouble else "destination unavailable")
+        self._publish(force=True)
+        try:
+            return bool(wait_for_destination(self.settings, reason, self.stop, needed))
+        except Exception as exc:  # the guard's own task run could not be recorded: wait here instead
+            log.warning("guard task failed (%s); waiting in the flow", exc)
+            return not self.stop.wait(self.settings.global_retry_delay_seconds)
+
+    def _rotate(self, old: ThreadPoolTaskRunner[Any] | None) -> ThreadPoolTaskRunner[Any]:
+        if old is not None:
+            self._drain(old, stop_copies=False)
+        runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=self.settings.max_concurrent_copies)
+        runner.__enter__()
+        return runner
+
+    def _submit(self, runner: ThreadPoolTaskRunner[Any]) -> int:
+        capacity = 2 * self.settings.max_concurrent_copies - len(self._futures)
+        count = 0
+        for rel in self.board.ready_files()[: max(0, capacity)]:
+            self.board.queued(rel)
+            try:
+                future = runner.submit(self._task, {"rel": rel, "runtime": self.runtime})
+            except Exception as exc:
+                log.warning("could not submit %s (%s); it is tried again in the next cycle", rel, exc)
+                self.board.back_to_waiting(rel, restart_timer=False, reason=str(exc))
+                break
+            self._futures[rel] = future
+            future.add_done_callback(functools.partial(self._on_done, rel))
+            count += 1
+        return count
+
+    def _on_done(self, rel: str, future: PrefectFuture[Any]) -> None:
+        with self._done_lock:
+            self._done.append((rel, future))
+        self.runtime.wake.set()
+
+    def _collect(self) -> None:
+        """Settle the copies that ended since the last look."""
+        with self._done_lock:
+            done, self._done = self._done, []
+        for rel, future in done:
+            self._futures.pop(rel, None)
+            try:
+                future.wait(0)
+                state = future.state
+            except Exception as exc:
+                log.warning("could not read the end of the copy of %s: %s", rel, exc)
+                state = None
+            self._settle(rel, state)
+
+    def _settle(self, rel: str, state: Any) -> None:
+        status = self.board.status_of(rel)
+        if state is not None and state.is_completed():
+            self.summary.completed += 1
+        elif state is not None and state.is_failed() and status is None:
+            self.summary.failed += 1  # the task marked it Failed on its last attempt
+            self.summary.failed_files.append(rel)
+        elif state is not None and state.is_cancelled() and state.name == "Deferred":
+            self.summary.deferred += 1
+        if status in IN_FLIGHT:
+            # The task run ended without saying what became of the file (crashed, API trouble): it is still in
+            # the source, so it waits for the next cycle.
+            log.warning("copy of %s ended as %s; it is tried again", rel, getattr(state, "name", "unknown"))
+            self.board.back_to_waiting(rel, restart_timer=False, reason=getattr(state, "message", None))
+
+    def _drain(self, runner: ThreadPoolTaskRunner[Any] | None, stop_copies: bool = True) -> None:
+        if stop_copies:
+            self.stop.set()
+        for future in list(self._futures.values()) if stop_copies else []:
+            try:
+                future.wait()
+            except Exception as exc:
+                log.debug("while stopping: %s", exc)
+        if runner is not None:
+            try:
+                runner.__exit__(None, None, None)
+            except Exception as exc:
+                log.debug("closing the task runner: %s", exc)
+        self._collect()
+
+    # -- housekeeping -----------------------------------------------------------------------------------------
+
+    def _remove_stale_temp_files(self) -> None:
+        if not check_destination(self.settings).ok:
+            return  # the guard takes care of it; nothing to clean on a destination we cannot reach
+        folders = source_folders(self.settings.source_path, self.settings.exclude)
+        self.runtime.copier.remove_stale_temp_files(folders)
+
+    def _release_results(self) -> None:
+        context = FlowRunContext.get()
+        if context is not None:
+            context.run_results.clear()
+
+    def _publish(self, force: bool = False) -> None:
+        """The status artifact (stable key), when something changed, at most about once a second."""
+        version = self.board.version
+        now = self._clock()
+        if version == self._published_version or (not force and now - self._published_at < 1.0):
+            return
+        if FlowRunContext.get() is None:
+            return
+        rows = status_rows(self.board)
+        counts = self.board.counts()
+        description = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
+        try:
+            create_table_artifact(rows, key=STATUS_ARTIFACT_KEY, description=f"File Transfer Agent: {description}")
+        except Exception as exc:
+            log.debug("status artifact not published: %s", exc)
+            return
+        self._published_version, self._published_at = version, now
+
+
+def status_rows(board: TransferBoard) -> list[dict[str, Any]]:
+    """One row per file the agent knows of: what the UI shows and ``fta status`` reads back."""
+    return [
+        {
+            "file": row["file_path"],
+            "status": row["status"],
+            "progress": row["copy_progress"],
+            "size": row["file_size"],
+            "retries": row["retry_count"],
+            "error": row["error_message"] or "",
+        }
+        for row in board.files_json()["files"]
+    ]

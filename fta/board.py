@@ -1,0 +1,258 @@
+"""The transfer board: every tracked file and its status (the seed's FileStatus and TrackedFile), thread-safe.
+
+The flow feeds it scans and copy outcomes; it answers which files to queue next and renders the seed's
+``GET /api/status`` and ``GET /api/files`` shapes. It is rebuilt from the filesystem at start: whatever is in the
+source is still to do.
+
+    Discovered -> Ready -> InQueue -> Copying -> Completed (source gone)
+                   ^          |          |----> Failed (source kept; tried again once the file changes)
+                   |__________|__________|      (destination unavailable, source changed, stop: back to waiting)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from fta.stability import FileSig, StabilityTracker
+
+WallClock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class FileStatus(StrEnum):
+    DISCOVERED = "Discovered"
+    READY = "Ready"
+    IN_QUEUE = "InQueue"
+    COPYING = "Copying"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+@dataclass
+class TrackedFile:
+    """The seed's TrackedFile, plus what the status view needs."""
+
+    file_path: str
+    status: FileStatus
+    file_size: int
+    last_write_time: datetime
+    copy_progress: float = 0.0
+    error_message: str | None = None
+    retry_count: int = 0
+    sig: FileSig | None = field(default=None, repr=False)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    destination: str | None = None
+
+    def as_seed_json(self) -> dict[str, Any]:
+        return {
+            "file_path": self.file_path,
+            "status": str(self.status),
+            "file_size": self.file_size,
+            "last_write_time": iso(self.last_write_time),
+            "copy_progress": round(self.copy_progress, 1),
+            "retry_count": self.retry_count,
+            "error_message": self.error_message,
+        }
+
+
+IN_FLIGHT = (FileStatus.IN_QUEUE, FileStatus.COPYING)
+
+
+class TransferBoard:
+    """All files the agent knows of; methods are called from the flow thread and from copy threads."""
+
+    def __init__(self, tracker: StabilityTracker, now: WallClock = utc_now, recent: int = 50) -> None:
+        self.tracker = tracker
+        self._now = now
+        self._lock = threading.RLock()
+        self._files: dict[str, TrackedFile] = {}
+        self._failed: OrderedDict[str, TrackedFile] = OrderedDict()
+        self._completed: deque[TrackedFile] = deque(maxlen=recent)
+        self._recent = recent
+        self.version = 0  # bumps on every change, so the flow publishes the status only when it changed
+
+    def _touch(self) -> None:
+        self.version += 1
+
+    def _tracked(self, rel: str, sig: FileSig) -> TrackedFile:
+        written = datetime.fromtimestamp(sig.mtime_ns / 1e9, UTC)
+        return TrackedFile(rel, FileStatus.DISCOVERED, sig.size, written, sig=sig)
+
+    # -- scans ----------------------------------------------------------------------------------------------
+
+    def observe(self, snapshot: Mapping[str, FileSig]) -> list[str]:
+        """Take a scan; return the files that just became Ready (in path order)."""
+        with self._lock:
+            # A failed file waits until it changes; the tracker does not watch it meanwhile.
+            waiting = {rel: sig for rel, sig in snapshot.items() if not self._failed_and_unchanged(rel, sig)}
+            delta = self.tracker.update(waiting)
+            for rel in list(self._failed):
+                if rel not in snapshot or rel in waiting:
+                    del self._failed[rel]  # gone, or changed since it failed: it gets a fresh start
+            changed = bool(delta.discovered or delta.changed or delta.vanished)
+            for rel in delta.vanished:
+                if not self._in_flight(rel):
+                    self._files.pop(rel, None)
+            for rel in [*delta.discovered, *delta.changed]:
+                if not self._in_flight(rel):  # a running copy notices changes itself
+                    self._files[rel] = self._tracked(rel, waiting[rel])
+            ready = []
+            for rel in self.tracker.ready():
+                tracked = self._files.get(rel)
+                if tracked is not None and tracked.status == FileStatus.DISCOVERED:
+                    tracked.status = FileStatus.READY
+                    ready.append(rel)
+                    changed = True
+            if changed:
+                self._touch()
+            return ready
+
+    def _in_flight(self, rel: str) -> bool:
+        tracked = self._files.get(rel)
+        return tracked is not None and tracked.status in IN_FLIGHT
+
+    def _failed_and_unchanged(self, rel: str, sig: FileSig) -> bool:
+        failed = self._failed.get(rel)
+        return failed is not None and failed.sig == sig
+
+    def ready_files(self) -> list[str]:
+        """Files that are Ready and not yet queued, in path order."""
+        with self._lock:
+            return sorted(rel for rel, f in self._files.items() if f.status == FileStatus.READY)
+
+    def status_of(self, rel: str) -> FileStatus | None:
+        """The status of a file still to do (None once it completed, failed or vanished)."""
+        with self._lock:
+            tracked = self._files.get(rel)
+            return tracked.status if tracked is not None else None
+
+    def sig(self, rel: str) -> FileSig | None:
+        with self._lock:
+            tracked = self._files.get(rel)
+            return tracked.sig if tracked is not None else None
+
+    # -- copy lifecycle ---------------------------------------------------------------------------------------
+
+    def _set(self, rel: str, status: FileStatus, **changes: Any) -> TrackedFile | None:
+        tracked = self._files.get(rel)
+        if tracked is None:
+            return None
+        tracked.status = status
+        for name, value in changes.items():
+            setattr(tracked, name, value)
+        self._touch()
+        return tracked
+
+    def queued(self, rel: str) -> None:
+        with self._lock:
+            self._set(rel, FileStatus.IN_QUEUE, copy_progress=0.0, error_message=None)
+
+    def copying(self, rel: str, attempt: int = 1) -> None:
+        with self._lock:
+            self._set(rel, FileStatus.COPYING, started_at=self._now(), retry_count=max(0, attempt - 1))
+
+    def progress(self, rel: str, done: int, total: int) -> None:
+        with self._lock:
+            tracked = self._files.get(rel)
+            if tracked is not None:
+                tracked.copy_progress = 100.0 * done / total if total else 100.0
+                self._touch()
+
+    def completed(self, rel: str, destination: str | None) -> None:
+        with self._lock:
+            tracked = self._set(
+                rel, FileStatus.COMPLETED, copy_progress=100.0, finished_at=self._now(), destination=destination
+            )
+            self._files.pop(rel, None)
+            self.tracker.forget(rel)
+            if tracked is not None:
+                self._completed.appendleft(tracked)
+
+    def failed(self, rel: str, message: str) -> None:
+        with self._lock:
+            tracked = self._set(rel, FileStatus.FAILED, error_message=message, finished_at=self._now())
+            self._files.pop(rel, None)
+            self.tracker.forget(rel)
+            if tracked is not None:
+                self._failed[rel] = tracked
+                self._failed.move_to_end(rel)
+                while len(self._failed) > 10 * self._recent:
+                    self._failed.popitem(last=False)
+
+    def back_to_waiting(self, rel: str, restart_timer: bool, reason: str | None = None) -> None:
+        """Not copied now (destination unavailable, source changed, stop): wait and try again."""
+        with self._lock:
+            tracked = self._set(rel, FileStatus.DISCOVERED if restart_timer else FileStatus.READY, error_message=reason)
+            seen = self.tracker.get(rel)
+            if tracked is not None and seen is not None:
+                tracked.sig, tracked.file_size = seen.sig, seen.sig.size
+            if restart_timer:
+                self.tracker.restart(rel)
+
+    # -- views ------------------------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            counts = {str(status): 0 for status in FileStatus}
+            for tracked in self._files.values():
+                counts[str(tracked.status)] += 1
+            counts[str(FileStatus.FAILED)] = len(self._failed)
+            return counts
+
+    def outstanding(self) -> int:
+        """Files not yet finished one way or the other (discovered, ready, queued or copying)."""
+        with self._lock:
+            return len(self._files)
+
+    def status_json(self) -> dict[str, Any]:
+        """The seed's ``GET /api/status`` body; ``inProgress`` lists every running copy (first one also alone)."""
+        with self._lock:
+            pending = sorted(rel for rel, f in self._files.items() if f.status not in (FileStatus.COPYING,))
+            copying = sorted(
+                (f for f in self._files.values() if f.status == FileStatus.COPYING),
+                key=lambda f: f.started_at or self._now(),
+            )
+            running = [
+                {
+                    "file": f.file_path,
+                    "progressPercentage": round(f.copy_progress),
+                    "status": str(f.status),
+                    "startTime": iso(f.started_at),
+                }
+                for f in copying
+            ]
+            return {
+                "pendingFilesCount": len(pending),
+                "pendingFiles": pending,
+                "inProgress": running[0] if running else None,
+                "allInProgress": running,
+                "recentlyCompleted": [
+                    {"file": f.file_path, "completedAt": iso(f.finished_at)} for f in self._completed
+                ],
+                "failedFiles": [
+                    {"file": f.file_path, "error": f.error_message, "failedAt": iso(f.finished_at)}
+                    for f in reversed(self._failed.values())
+                ],
+            }
+
+    def files_json(self) -> dict[str, Any]:
+        """The seed's ``GET /api/files`` body: every tracked file, then recent completions and failures."""
+        with self._lock:
+            rows = [f.as_seed_json() for f in sorted(self._files.values(), key=lambda f: f.file_path)]
+            rows += [f.as_seed_json() for f in self._completed]
+            rows += [f.as_seed_json() for f in reversed(self._failed.values())]
+            return {"files": rows}

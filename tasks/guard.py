@@ -1,0 +1,80 @@
+"""The destination guard: ``wait_for_destination`` holds the whole run while the destination is unavailable.
+
+One WARNING with the reason per check, a check every ``global_retry_delay_seconds`` for as long as it takes (a loop
+inside one task run, not Prefect retries, which would sleep in a worker slot and run out), the Prefect events
+``fta.destination.unavailable`` and ``fta.destination.restored``, and it returns as soon as the destination is back.
+No file's retry budget is used and no source is touched while it waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from fta.paths import agent_id
+from fta.probe import ProbeResult, probe_with_timeout
+from fta.settings import Settings
+
+log = logging.getLogger("fta.guard")
+
+PROBE_TIMEOUT_SECONDS = 30.0
+
+
+def destination_resource(settings: Settings) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"fta.destination.{agent_id(settings.source_path)}",
+        "prefect.resource.name": str(settings.destination_path),
+    }
+
+
+def emit(event: str, settings: Settings, **payload: Any) -> None:
+    """Emit a Prefect event; an unreachable API must never stop the agent."""
+    try:
+        emit_event(event=event, resource=destination_resource(settings), payload=payload)
+    except Exception as exc:
+        log.debug("event %s not sent: %s", event, exc)
+
+
+def check_destination(settings: Settings, needed_bytes: int | None = None) -> ProbeResult:
+    """The probe, plus "room for the file that did not fit" when a copy ran out of space."""
+    probe = probe_with_timeout(
+        settings.destination_path, settings.require_mount, settings.destination_marker, PROBE_TIMEOUT_SECONDS
+    )
+    if probe.ok and needed_bytes and probe.free_bytes is not None and probe.free_bytes < needed_bytes:
+        return ProbeResult(
+            False,
+            f"destination full: {probe.free_bytes} bytes free, {needed_bytes} needed",
+            probe.free_bytes,
+        )
+    return probe
+
+
+@task(name="wait_for_destination", task_run_name="wait for destination", cache_policy=NO_CACHE, persist_result=False)
+def wait_for_destination(
+    settings: Settings, reason: str, stop: threading.Event, needed_bytes: int | None = None
+) -> bool:
+    """Block until the destination is usable (True) or the agent stops (False)."""
+    started = time.monotonic()
+    emit("fta.destination.unavailable", settings, reason=reason, destination=str(settings.destination_path))
+    while True:
+        log.warning("destination unavailable: %s; next check in %g s", reason, settings.global_retry_delay_seconds)
+        if stop.wait(settings.global_retry_delay_seconds):
+            return False
+        probe = check_destination(settings, needed_bytes)
+        if probe.ok:
+            waited = time.monotonic() - started
+            log.info("destination available again after %.0f s", waited)
+            emit(
+                "fta.destination.restored",
+                settings,
+                destination=str(settings.destination_path),
+                unavailable_seconds=round(waited, 1),
+            )
+            return True
+        reason = probe.reason or "destination unavailable"
