@@ -26,6 +26,7 @@ from typing import Any
 
 from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext
+from prefect.exceptions import ExternalSignal
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -240,18 +241,33 @@ class TransferLoop:
             self.board.back_to_waiting(rel, restart_timer=False, reason=getattr(state, "message", None))
 
     def _drain(self, runner: ThreadPoolTaskRunner[Any] | None, stop_copies: bool = True) -> None:
+        """Wait for the copies to end (on stop they end between two chunks and remove their temp files).
+
+        A second Ctrl-C or SIGTERM while waiting does not cut this short: a half-finished clean-up is what the
+        clean-up is there to prevent. The first signal is re-raised by the caller.
+        """
         if stop_copies:
             self.stop.set()
-        for future in list(self._futures.values()) if stop_copies else []:
+        pending = list(self._futures.values()) if stop_copies else []
+        while pending:
             try:
-                future.wait()
+                pending[-1].wait()
+                pending.pop()
+            except (KeyboardInterrupt, ExternalSignal):
+                log.warning("still stopping: waiting for %d copy(ies) to clean up", len(pending))
             except Exception as exc:
                 log.debug("while stopping: %s", exc)
+                pending.pop()
         if runner is not None:
-            try:
-                runner.__exit__(None, None, None)
-            except Exception as exc:
-                log.debug("closing the task runner: %s", exc)
+            while True:
+                try:
+                    runner.__exit__(None, None, None)
+                    break
+                except (KeyboardInterrupt, ExternalSignal):
+                    continue
+                except Exception as exc:
+                    log.debug("closing the task runner: %s", exc)
+                    break
         self._collect()
 
     # -- housekeeping -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 from prefect import State, flow
 from prefect.states import Completed, Failed
 
-from flows.flow_logging import setup_flow_logging
+from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop
 from fta.settings import load_settings
 
@@ -20,8 +20,8 @@ from fta.settings import load_settings
 def transfer_once(config: dict[str, Any] | None = None) -> State[Any]:
     """Move the files present in the source now; Failed when any of them failed."""
     settings = load_settings(config or {})
-    setup_flow_logging(settings)
-    summary = TransferLoop(settings, once=True).run()
+    with flow_logging(settings):
+        summary = TransferLoop(settings, once=True).run()
     result = asdict(summary)
     if summary.failed:
         return Failed(message=f"{summary.failed} file(s) failed: {', '.join(summary.failed_files)}", data=result)

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.flow_logging import setup_flow_logging
+from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop
 from fta.settings import load_settings
 
@@ -20,6 +20,6 @@ def watch_folder(config: dict[str, Any] | None = None, max_cycles: int | None = 
     after that many scans once nothing is copying (for trials; a watch normally runs until it is stopped).
     """
     settings = load_settings(config or {})
-    setup_flow_logging(settings)
-    summary = TransferLoop(settings, once=False, max_cycles=max_cycles).run()
+    with flow_logging(settings):
+        summary = TransferLoop(settings, once=False, max_cycles=max_cycles).run()
     return asdict(summary)

@@ -83,6 +83,7 @@ class TransferBoard:
         self._failed: OrderedDict[str, TrackedFile] = OrderedDict()
         self._completed: deque[TrackedFile] = deque(maxlen=recent)
         self._recent = recent
+        self.completed_total = 0
         self.version = 0  # bumps on every change, so the flow publishes the status only when it changed
 
     def _touch(self) -> None:
@@ -100,13 +101,14 @@ class TransferBoard:
             # A failed file waits until it changes; the tracker does not watch it meanwhile.
             waiting = {rel: sig for rel, sig in snapshot.items() if not self._failed_and_unchanged(rel, sig)}
             delta = self.tracker.update(waiting)
+            changed = bool(delta.discovered or delta.changed or delta.vanished)
             for rel in list(self._failed):
                 if rel not in snapshot or rel in waiting:
                     del self._failed[rel]  # gone, or changed since it failed: it gets a fresh start
-            changed = bool(delta.discovered or delta.changed or delta.vanished)
-            for rel in delta.vanished:
-                if not self._in_flight(rel):
-                    self._files.pop(rel, None)
+                    changed = True
+            for rel in [r for r, f in self._files.items() if f.status not in IN_FLIGHT and r not in self.tracker]:
+                del self._files[rel]  # vanished (also one that vanished while it was being copied)
+                changed = True
             for rel in [*delta.discovered, *delta.changed]:
                 if not self._in_flight(rel):  # a running copy notices changes itself
                     self._files[rel] = self._tracked(rel, waiting[rel])
@@ -181,6 +183,7 @@ class TransferBoard:
             self.tracker.forget(rel)
             if tracked is not None:
                 self._completed.appendleft(tracked)
+                self.completed_total += 1
 
     def failed(self, rel: str, message: str) -> None:
         with self._lock:
@@ -196,9 +199,13 @@ class TransferBoard:
     def back_to_waiting(self, rel: str, restart_timer: bool, reason: str | None = None) -> None:
         """Not copied now (destination unavailable, source changed, stop): wait and try again."""
         with self._lock:
-            tracked = self._set(rel, FileStatus.DISCOVERED if restart_timer else FileStatus.READY, error_message=reason)
             seen = self.tracker.get(rel)
-            if tracked is not None and seen is not None:
+            if seen is None:  # the file vanished while it was in flight: nothing left to do
+                self._files.pop(rel, None)
+                self._touch()
+                return
+            tracked = self._set(rel, FileStatus.DISCOVERED if restart_timer else FileStatus.READY, error_message=reason)
+            if tracked is not None:
                 tracked.sig, tracked.file_size = seen.sig, seen.sig.size
             if restart_timer:
                 self.tracker.restart(rel)
@@ -206,10 +213,12 @@ class TransferBoard:
     # -- views ------------------------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
+        """Files per status; Completed counts every completion since start, Failed the failed files kept."""
         with self._lock:
             counts = {str(status): 0 for status in FileStatus}
             for tracked in self._files.values():
                 counts[str(tracked.status)] += 1
+            counts[str(FileStatus.COMPLETED)] = self.completed_total
             counts[str(FileStatus.FAILED)] = len(self._failed)
             return counts
 

@@ -1,7 +1,12 @@
 """The ``fta`` command line.
 
     fta check-config [settings options]       validate and print the effective settings
+    fta watch [settings options]              run the watch_folder flow in this process until Ctrl-C / SIGTERM
+    fta once [settings options]               run transfer_once: move what is in the source now, then end
     fta simulate PATH --size 50MB --seconds 10 [--pause-at 40% --pause-seconds 5] [--count N]
+
+``watch`` and ``once`` talk to the Prefect API at ``PREFECT_API_URL``; without it Prefect starts a temporary local
+server for the run. They import Prefect; the other commands do not.
 
 Every setting has an option (``--file-stable-time-seconds 5``, ``--no-use-temporary-file``, ...), which overrides
 the environment (``FTA_*``) and the ``.env`` file. Invalid configuration exits with code 2 and one line on stderr.
@@ -10,6 +15,8 @@ the environment (``FTA_*``) and the ``.env`` file. Invalid configuration exits w
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import types
 import typing
@@ -19,6 +26,7 @@ from typing import Any, TextIO
 
 from fta import __version__
 from fta.errors import ConfigError
+from fta.logsetup import configure_logging
 from fta.probe import probe_destination
 from fta.settings import Settings, describe_settings, load_settings
 from fta.simulator import GrowthPlan, numbered, parse_fraction, parse_size, simulate
@@ -74,6 +82,51 @@ def _check_config(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+}
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _run_flow(args: argparse.Namespace, once: bool) -> int:
+    settings = settings_from_args(args)  # invalid settings: exit 2 before Prefect is even imported
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    # Prefect is imported only by the commands that run flows.
+    from prefect.exceptions import TerminationSignal
+
+    from flows.transfer_loop import request_stop
+    from flows.transfer_once import transfer_once
+    from flows.watch_folder import watch_folder
+
+    configure_logging(settings, console=False)
+    overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
+    config = {**overrides, "source_path": str(settings.source_path), "destination_path": str(settings.destination_path)}
+    # Outside a flow run SIGTERM asks the loop to stop; inside one, Prefect's own handler raises TerminationSignal.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
+    try:
+        state: Any = (
+            transfer_once(config=config, return_state=True) if once else watch_folder(config=config, return_state=True)
+        )
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except TerminationSignal:
+        return 0  # SIGTERM: a clean stop (copies ended, temp files removed)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0 if state.is_completed() else EXIT_FAILED
+
+
+def _watch(args: argparse.Namespace, out: TextIO) -> int:
+    return _run_flow(args, once=False)
+
+
+def _once(args: argparse.Namespace, out: TextIO) -> int:
+    return _run_flow(args, once=True)
+
+
 class _Bar:
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self.stream, self.width = stream, width
@@ -118,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate and print the effective settings")
     add_settings_options(check)
     check.set_defaults(handler=_check_config)
+
+    watch = commands.add_parser("watch", help="watch the source and move finished files until stopped")
+    add_settings_options(watch)
+    watch.set_defaults(handler=_watch)
+
+    once = commands.add_parser("once", help="move what is in the source now (once stable), then end")
+    add_settings_options(once)
+    once.set_defaults(handler=_once)
 
     sim = commands.add_parser("simulate", help="write files that grow like a recorder writes them")
     sim.add_argument("path", help="file to write; with --count N, PATH-001.ext ... PATH-N.ext")

@@ -108,3 +108,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 
 def unmount(point: Path) -> None:
     subprocess.run(["umount", "-l", str(point)], check=True, capture_output=True)
+
+
+# Tests that start a Prefect server keep it offline and quiet.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")

@@ -1,0 +1,115 @@
+"""Helpers for the end-to-end tests that run the flows against a real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import TaskRun
+
+from fta.copier import hash_file
+from fta.paths import temp_owner
+
+
+def fast_config(source: Path, destination: Path, **overrides: Any) -> dict[str, Any]:
+    """Seconds-scale settings for end-to-end runs."""
+    config: dict[str, Any] = {
+        "source_path": str(source),
+        "destination_path": str(destination),
+        "file_stable_time_seconds": 0.5,
+        "polling_interval_seconds": 0.1,
+        "global_retry_delay_seconds": 0.2,
+        "retry_delay_seconds": 0,
+        "max_retry_attempts": 2,
+        "log_file_path": "",
+    }
+    config.update(overrides)
+    return config
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def task_runs(flow_run_id: UUID) -> list[TaskRun]:
+    """Every task run of a flow run (the API pages at 200)."""
+    runs: list[TaskRun] = []
+    flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_task_runs(flow_run_filter=flow_filter, limit=200, offset=len(runs))
+            runs.extend(page)
+            if len(page) < 200:
+                return runs
+
+
+def runs_by_name(flow_run_id: UUID, expect: int = 1, timeout: float = 60.0) -> dict[str, list[TaskRun]]:
+    """Task runs of a flow run by name, once at least ``expect`` of them are recorded in a final state.
+
+    The server records task runs from events, a little behind the flow: the wait is part of what is tested.
+    """
+    named: dict[str, list[TaskRun]] = {}
+
+    def recorded() -> bool:
+        named.clear()
+        runs = task_runs(flow_run_id)
+        for run in runs:
+            named.setdefault(run.name, []).append(run)
+        return len(runs) >= expect and all(run.state is not None and run.state.is_final() for run in runs)
+
+    wait_until(recorded, timeout, what=f"{expect} task runs recorded")
+    return named
+
+
+def files_below(root: Path) -> dict[str, str]:
+    """Relative path -> checksum of every regular file below ``root``."""
+    return {p.relative_to(root).as_posix(): hash_file(p) for p in root.rglob("*") if p.is_file()}
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if temp_owner(p.name) is not None]
+
+
+class Background:
+    """Runs a flow call in a thread; ``result()`` joins it."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            self._value = call()
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self, timeout: float = 60.0) -> Any:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"the flow did not end within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def kind(run: TaskRun) -> str:
+    """The run's state type (COMPLETED, FAILED, CANCELLED, ...)."""
+    return run.state.type.value if run.state is not None else "NONE"
+
+
+def message(run: TaskRun) -> str:
+    return (run.state.message if run.state is not None else None) or ""

@@ -1,0 +1,418 @@
+"""The transfer board: file lifecycle, the seed's JSON shapes and thread safety, on real scans and the fake clock."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fta.board import FileStatus, TransferBoard
+from fta.scanner import scan_source
+from fta.stability import FileSig, StabilityTracker
+from tests.conftest import FakeClock, write
+
+STABLE = 60.0
+NOW = datetime(2025, 10, 8, 10, 30, tzinfo=UTC)
+NOW_Z = "2025-10-08T10:30:00Z"
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Harness:
+    """A board on a real tracker, the fake monotonic clock and a controllable wall clock, fed real scans."""
+
+    def __init__(self, source: Path, clock: FakeClock) -> None:
+        self.source, self.clock, self.wall = source, clock, WallClock()
+        self.board = TransferBoard(StabilityTracker(STABLE, clock=clock), now=self.wall, recent=3)
+
+    def scan(self, advance: float = 0.0) -> list[str]:
+        self.clock.advance(advance)
+        return self.board.observe(scan_source(self.source))
+
+    def make_ready(self, *names: str) -> None:
+        for name in names:
+            write(self.source / name, b"payload-" + name.encode())
+        assert self.scan() == []
+        assert self.scan(STABLE) == sorted(names)
+
+    def append(self, rel: str, data: bytes = b"more") -> None:
+        with (self.source / rel).open("ab") as handle:
+            handle.write(data)
+
+    def row(self, rel: str) -> dict[str, Any]:
+        rows = [r for r in self.board.files_json()["files"] if r["file_path"] == rel]
+        assert len(rows) == 1, rows
+        found: dict[str, Any] = rows[0]
+        return found
+
+    def status(self, rel: str) -> str:
+        return str(self.row(rel)["status"])
+
+    def failed_files(self) -> list[str]:
+        return [f["file"] for f in self.board.status_json()["failedFiles"]]
+
+
+@pytest.fixture
+def h(source: Path, clock: FakeClock) -> Harness:
+    return Harness(source, clock)
+
+
+def test_new_file_is_discovered_with_its_size_and_write_time(h: Harness) -> None:
+    path = write(h.source / "a.mxf", b"12345")
+    os.utime(path, ns=(0, int(NOW.timestamp() - 3600) * 10**9))
+    assert h.scan() == []
+    assert h.board.files_json() == {
+        "files": [
+            {
+                "file_path": "a.mxf",
+                "status": "Discovered",
+                "file_size": 5,
+                "last_write_time": "2025-10-08T09:30:00Z",
+                "copy_progress": 0.0,
+                "retry_count": 0,
+                "error_message": None,
+            }
+        ]
+    }
+    assert h.board.ready_files() == []
+    assert h.board.sig("a.mxf") == FileSig.from_stat(path.stat())
+
+
+def test_file_is_returned_once_after_the_stable_time(h: Harness) -> None:
+    for name, data in [("b.mxf", b"b"), ("a.mxf", b"a"), ("sub/c.mxf", b"c"), ("empty.mxf", b"")]:
+        write(h.source / name, data)
+    assert h.scan() == []
+    assert h.scan(STABLE - 1) == []
+    assert h.scan(1) == ["a.mxf", "b.mxf", "sub/c.mxf"]
+    assert h.status("a.mxf") == "Ready"
+    assert h.status("empty.mxf") == "Discovered"  # an empty file is never finished
+    assert h.scan(STABLE) == []
+    assert h.board.ready_files() == ["a.mxf", "b.mxf", "sub/c.mxf"]
+
+
+def test_a_change_before_it_is_stable_restarts_the_timer(h: Harness) -> None:
+    write(h.source / "a.mxf", b"a")
+    h.scan()
+    h.clock.advance(STABLE / 2)
+    h.append("a.mxf")
+    assert h.scan() == []
+    assert h.row("a.mxf")["file_size"] == 5
+    assert h.scan(STABLE / 2) == []
+    assert h.scan(STABLE / 2) == ["a.mxf"]
+
+
+def test_copy_lifecycle_through_completion(h: Harness) -> None:
+    h.make_ready("a.mxf", "b.mxf")
+    h.board.queued("a.mxf")
+    assert h.status("a.mxf") == "InQueue"
+    assert h.board.ready_files() == ["b.mxf"]
+    h.board.copying("a.mxf", attempt=2)
+    assert (h.status("a.mxf"), h.row("a.mxf")["retry_count"]) == ("Copying", 1)
+    h.board.progress("a.mxf", 50, 200)
+    assert h.row("a.mxf")["copy_progress"] == 25.0
+    status = h.board.status_json()
+    assert status["inProgress"] == {"file": "a.mxf", "progressPercentage": 25, "status": "Copying", "startTime": NOW_Z}
+    assert status["pendingFiles"] == ["b.mxf"]
+
+    h.wall.advance(90)
+    h.board.completed("a.mxf", "/dest/a.mxf")
+    (h.source / "a.mxf").unlink()  # the copier moved it
+    assert h.board.outstanding() == 1
+    assert h.board.status_json()["recentlyCompleted"] == [{"file": "a.mxf", "completedAt": "2025-10-08T10:31:30Z"}]
+    assert h.board.status_json()["inProgress"] is None
+    assert (h.status("a.mxf"), h.row("a.mxf")["copy_progress"]) == ("Completed", 100.0)
+    version = h.board.version
+    assert h.scan() == []
+    assert h.board.version == version
+    assert h.board.sig("a.mxf") is None
+    h.board.copying("b.mxf")
+    h.board.progress("b.mxf", 0, 0)  # an empty copy is done
+    assert h.row("b.mxf")["copy_progress"] == 100.0
+
+
+def test_recently_completed_is_newest_first_and_bounded(h: Harness) -> None:
+    names = [f"f{i}.mxf" for i in range(5)]
+    h.make_ready(*names)
+    for name in names:
+        h.board.queued(name)
+        h.board.copying(name)
+        h.wall.advance(1)
+        h.board.completed(name, None)
+    completed = h.board.status_json()["recentlyCompleted"]
+    assert [c["file"] for c in completed] == ["f4.mxf", "f3.mxf", "f2.mxf"]
+    assert completed[0]["completedAt"] == "2025-10-08T10:30:05Z"
+    assert h.board.outstanding() == 0
+
+
+def test_failed_file_waits_until_it_changes(h: Harness) -> None:
+    h.make_ready("a.mxf")
+    h.board.queued("a.mxf")
+    h.board.copying("a.mxf")
+    h.wall.advance(5)
+    h.board.failed("a.mxf", "checksum mismatch")
+    failed = {"file": "a.mxf", "error": "checksum mismatch", "failedAt": "2025-10-08T10:30:05Z"}
+    assert h.board.status_json()["failedFiles"] == [failed]
+    assert (h.board.outstanding(), h.board.counts()["Failed"]) == (0, 1)
+    assert h.row("a.mxf")["error_message"] == "checksum mismatch"
+
+    version = h.board.version
+    assert h.scan(10 * STABLE) == []
+    assert h.board.version == version
+    assert h.board.status_json()["failedFiles"] == [failed]
+
+    h.append("a.mxf")
+    assert h.scan() == []
+    assert h.failed_files() == []
+    assert h.status("a.mxf") == "Discovered"
+    assert h.scan(STABLE - 1) == []
+    assert h.scan(1) == ["a.mxf"]
+
+
+def test_failed_file_that_vanishes_is_dropped(h: Harness) -> None:
+    h.make_ready("a.mxf", "b.mxf")
+    h.board.failed("a.mxf", "boom")
+    h.board.failed("b.mxf", "bang")
+    assert h.failed_files() == ["b.mxf", "a.mxf"]
+    (h.source / "a.mxf").unlink()
+    h.scan()
+    assert h.failed_files() == ["b.mxf"]
+    assert h.board.counts()["Failed"] == 1
+
+
+def test_dropping_a_vanished_failed_file_bumps_the_version(h: Harness) -> None:
+    h.make_ready("a.mxf")
+    h.board.failed("a.mxf", "boom")
+    (h.source / "a.mxf").unlink()
+    version = h.board.version
+    h.scan()
+    assert h.failed_files() == []
+    assert h.board.version > version
+
+
+def test_back_to_waiting_without_restart_is_ready_at_once(h: Harness) -> None:
+    h.make_ready("a.mxf")
+    h.board.queued("a.mxf")
+    h.board.copying("a.mxf")
+    h.board.back_to_waiting("a.mxf", restart_timer=False, reason="destination unavailable")
+    assert h.board.ready_files() == ["a.mxf"]
+    assert (h.status("a.mxf"), h.row("a.mxf")["error_message"]) == ("Ready", "destination unavailable")
+    assert h.scan() == []  # already Ready: not announced a second time
+
+
+def test_back_to_waiting_with_restart_needs_the_full_stable_time(h: Harness) -> None:
+    h.make_ready("a.mxf")
+    h.board.queued("a.mxf")
+    h.clock.advance(10 * STABLE)
+    h.board.back_to_waiting("a.mxf", restart_timer=True)
+    assert h.status("a.mxf") == "Discovered"
+    assert h.board.ready_files() == []
+    assert h.scan(STABLE - 1) == []
+    assert h.scan(1) == ["a.mxf"]
+
+
+def test_file_in_flight_that_changes_keeps_its_status(h: Harness) -> None:
+    h.make_ready("a.mxf")
+    size = (h.source / "a.mxf").stat().st_size
+    h.board.queued("a.mxf")
+    h.append("a.mxf", b"1234")
+    assert h.scan() == []
+    assert h.status("a.mxf") == "InQueue"
+    h.board.copying("a.mxf")
+    h.board.progress("a.mxf", 1, 2)
+    h.append("a.mxf", b"5678")
+    assert h.scan(STABLE) == []
+    assert (h.status("a.mxf"), h.row("a.mxf")["copy_progress"]) == ("Copying", 50.0)
+    h.board.back_to_waiting("a.mxf", restart_timer=True, reason="source changed")
+    assert h.row("a.mxf")["file_size"] == size + 8
+    assert h.board.sig("a.mxf") == FileSig.from_stat((h.source / "a.mxf").stat())
+    assert h.scan() == []
+    assert h.scan(STABLE) == ["a.mxf"]
+
+
+def test_vanished_file_is_dropped_unless_in_flight(h: Harness) -> None:
+    h.make_ready("ready.mxf", "queued.mxf", "copying.mxf")
+    write(h.source / "new.mxf", b"n")
+    h.scan()
+    h.board.queued("queued.mxf")
+    h.board.copying("copying.mxf")
+    for name in ("ready.mxf", "queued.mxf", "copying.mxf", "new.mxf"):
+        (h.source / name).unlink()
+    h.scan()
+    assert [r["file_path"] for r in h.board.files_json()["files"]] == ["copying.mxf", "queued.mxf"]
+    assert h.board.ready_files() == []
+    h.board.failed("queued.mxf", "source vanished")
+    h.board.completed("copying.mxf", None)
+    assert h.board.outstanding() == 0
+
+
+@pytest.mark.parametrize("restart_timer", [True, False])
+def test_vanished_in_flight_file_put_back_to_waiting_is_dropped(h: Harness, restart_timer: bool) -> None:
+    h.make_ready("a.mxf")
+    h.board.queued("a.mxf")
+    h.board.copying("a.mxf")
+    (h.source / "a.mxf").unlink()
+    h.scan()
+    h.board.back_to_waiting("a.mxf", restart_timer=restart_timer, reason="source changed")
+    h.scan(STABLE)
+    assert h.board.outstanding() == 0
+    assert h.board.status_json()["pendingFiles"] == []
+
+
+def test_version_moves_on_every_change_only(h: Harness) -> None:
+    def change_and_scan() -> None:
+        h.append("a.mxf")
+        h.scan()
+
+    def unknown_file() -> None:
+        h.board.progress("x.mxf", 1, 1)
+        h.board.queued("x.mxf")
+
+    write(h.source / "a.mxf", b"a")
+    steps: list[tuple[str, Callable[[], object], bool]] = [
+        ("discovered", h.scan, True),
+        ("nothing new", h.scan, False),
+        ("became ready", lambda: h.scan(STABLE), True),
+        ("still ready", lambda: h.scan(STABLE), False),
+        ("queued", lambda: h.board.queued("a.mxf"), True),
+        ("copying", lambda: h.board.copying("a.mxf"), True),
+        ("progress", lambda: h.board.progress("a.mxf", 1, 4), True),
+        ("back to waiting", lambda: h.board.back_to_waiting("a.mxf", restart_timer=False), True),
+        ("failed", lambda: h.board.failed("a.mxf", "boom"), True),
+        ("failed, unchanged", lambda: h.scan(STABLE), False),
+        ("failed file changed", change_and_scan, True),
+        ("unknown file", unknown_file, False),
+    ]
+    moved = []
+    for name, action, _ in steps:
+        before = h.board.version
+        action()
+        assert h.board.version >= before
+        moved.append((name, h.board.version > before))
+    assert moved == [(name, bump) for name, _, bump in steps]
+
+
+def test_counts_outstanding_and_status_json(h: Harness) -> None:
+    h.make_ready("a.mxf", "b.mxf", "c.mxf", "d.mxf", "e.mxf", "f.mxf")
+    write(h.source / "new.mxf", b"n")
+    h.scan()
+    h.board.queued("a.mxf")
+    h.board.copying("c.mxf")
+    h.wall.advance(1)
+    h.board.copying("b.mxf")
+    h.board.progress("b.mxf", 2, 3)
+    h.board.failed("d.mxf", "boom")
+    h.board.completed("e.mxf", None)
+    counts = h.board.counts()
+    assert set(counts) == {str(s) for s in FileStatus}
+    assert [counts[s] for s in ("Discovered", "Ready", "InQueue", "Copying", "Completed", "Failed")] == [
+        1,
+        1,
+        1,
+        2,
+        1,
+        1,
+    ]
+    assert h.board.outstanding() == 5
+    later = "2025-10-08T10:30:01Z"
+    assert h.board.status_json() == {
+        "pendingFilesCount": 3,
+        "pendingFiles": ["a.mxf", "f.mxf", "new.mxf"],
+        "inProgress": {"file": "c.mxf", "progressPercentage": 0, "status": "Copying", "startTime": NOW_Z},
+        "allInProgress": [
+            {"file": "c.mxf", "progressPercentage": 0, "status": "Copying", "startTime": NOW_Z},
+            {"file": "b.mxf", "progressPercentage": 67, "status": "Copying", "startTime": later},
+        ],
+        "recentlyCompleted": [{"file": "e.mxf", "completedAt": later}],
+        "failedFiles": [{"file": "d.mxf", "error": "boom", "failedAt": later}],
+    }
+
+
+def test_files_json_lists_tracked_then_completed_then_failed(h: Harness) -> None:
+    h.make_ready(*[f"{c}.mxf" for c in "edcba"])
+    h.board.failed("e.mxf", "boom")
+    h.board.completed("d.mxf", None)
+    h.board.progress("c.mxf", 1, 3)
+    rows = h.board.files_json()["files"]
+    keys = {"file_path", "status", "file_size", "last_write_time", "copy_progress", "retry_count", "error_message"}
+    assert all(set(r) == keys for r in rows)
+    statuses = [f"{r['file_path']}:{r['status']}" for r in rows]
+    assert statuses == ["a.mxf:Ready", "b.mxf:Ready", "c.mxf:Ready", "d.mxf:Completed", "e.mxf:Failed"]
+    assert rows[2]["copy_progress"] == 33.3
+
+
+@pytest.mark.parametrize("attempt", range(3))  # races show up only sometimes: try more than once
+def test_concurrent_updates_and_reads_stay_consistent(clock: FakeClock, attempt: int) -> None:
+    files, workers, steps = 80, 8, 50
+    names = [f"clip{i:03d}.mxf" for i in range(files)]
+    board = TransferBoard(StabilityTracker(STABLE, clock=clock), now=WallClock(), recent=files)
+    snapshot = {name: FileSig(100 + i, 10**18 + i, 1000 + i) for i, name in enumerate(names)}
+    board.observe(snapshot)
+    clock.advance(STABLE)
+    assert board.observe(snapshot) == names
+    for name in names:
+        board.queued(name)
+    start_version = board.version
+    errors: list[BaseException] = []
+    done = threading.Event()
+    barrier = threading.Barrier(workers + 1)
+
+    def work(mine: list[str]) -> None:
+        try:
+            barrier.wait()
+            for name in mine:
+                board.copying(name)
+                for step in range(1, steps + 1):
+                    board.progress(name, step, steps)
+                if names.index(name) % 2:
+                    board.failed(name, "boom")
+                else:
+                    board.completed(name, None)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            barrier.wait()
+            while not done.is_set():
+                status = board.status_json()
+                assert status["pendingFilesCount"] == len(status["pendingFiles"])
+                assert status["inProgress"] == (status["allInProgress"][0] if status["allInProgress"] else None)
+                buckets = ("pendingFiles", "allInProgress", "recentlyCompleted", "failedFiles")
+                assert sum(len(status[key]) for key in buckets) == files  # every file in exactly one place
+                board.files_json()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(names[i::workers],)) for i in range(workers)]
+    reader = threading.Thread(target=read)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for thread in [*threads, reader]:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        done.set()
+        reader.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert board.outstanding() == 0
+    assert board.counts()["Failed"] == files // 2
+    assert len(board.status_json()["recentlyCompleted"]) == files // 2
+    assert board.version - start_version == files * (steps + 2)

@@ -1,0 +1,240 @@
+"""End to end under Prefect: the seed's phase 2-4 tests with the File Growth Simulator and seconds-scale settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.artifacts import Artifact
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.transfer_loop import STATUS_ARTIFACT_KEY, request_stop
+from flows.transfer_once import transfer_once
+from flows.watch_folder import watch_folder
+from fta import copier as copier_module
+from fta.copier import hash_file
+from fta.simulator import GrowthPlan, simulate
+from tests.conftest import write
+from tests.prefect_helpers import (
+    Background,
+    fast_config,
+    files_below,
+    kind,
+    message,
+    runs_by_name,
+    temp_files,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def fta_log() -> Iterator[list[str]]:
+    """Messages of the agent's own loggers during the test."""
+    lines: list[str] = []
+    handler = _Lines(lines)
+    logger = logging.getLogger("fta")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+def run_once(config: dict[str, Any]) -> Any:
+    return transfer_once(config=config, return_state=True)
+
+
+def test_growing_file_is_copied_only_when_finished(source: Path, destination: Path) -> None:
+    clip = source / "cam1" / "clip.mxf"
+    growing = threading.Event()
+    seen_early: list[str] = []
+
+    def record() -> None:
+        growing.set()
+        plan = GrowthPlan(size=2_000_000, seconds=2.0, ticks_per_second=10)
+
+        def watch_destination(done: int, total: int) -> None:
+            if (destination / "cam1" / "clip.mxf").exists() and done < total:
+                seen_early.append(f"copied at {done} of {total} bytes")
+
+        simulate([clip], plan, progress=watch_destination)
+
+    writer = threading.Thread(target=record)
+    writer.start()
+    growing.wait(10)
+    wait_until(clip.exists, what="the recording to start")
+    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    writer.join(30)
+    wait_until(lambda: not clip.exists(), what="the source to be moved")
+    request_stop()
+    state = watcher.result()
+    assert state.is_completed()
+    assert seen_early == []
+    final = destination / "cam1" / "clip.mxf"
+    assert final.stat().st_size == 2_000_000
+    runs = runs_by_name(state.state_details.flow_run_id)
+    assert [kind(r) for r in runs["copy cam1/clip.mxf"]] == ["COMPLETED"]
+    assert hash_file(final) in message(runs["copy cam1/clip.mxf"][0])
+
+
+def test_name_conflict_gives_suffix_1(source: Path, destination: Path) -> None:
+    write(destination / "video.mxf", b"yesterday's recording")
+    write(source / "video.mxf", b"today's recording")
+    state = run_once(fast_config(source, destination))
+    assert state.is_completed()
+    assert (destination / "video.mxf").read_bytes() == b"yesterday's recording"
+    assert (destination / "video_1.mxf").read_bytes() == b"today's recording"
+    assert not (source / "video.mxf").exists()
+
+
+def test_missing_destination_holds_the_run_and_fails_nothing(source: Path, tmp_path: Path, fta_log: list[str]) -> None:
+    nas = tmp_path / "nas"
+    write(source / "a.mxf", os.urandom(10_000))
+    write(source / "b" / "c.mxf", os.urandom(10_000))
+    once = Background(lambda: run_once(fast_config(source, nas)))
+    wait_until(lambda: any("destination unavailable" in line for line in fta_log), what="the guard to hold")
+    wait_until(lambda: sum("destination unavailable" in line for line in fta_log) >= 3, what="a few guard checks")
+    assert (source / "a.mxf").exists() and (source / "b" / "c.mxf").exists()
+    assert not nas.exists()  # never created by the agent
+    nas.mkdir()
+    state = once.result()
+    assert state.is_completed()
+    assert sorted(files_below(nas)) == ["a.mxf", "b/c.mxf"]
+    runs = runs_by_name(state.state_details.flow_run_id)
+    assert all(kind(r) != "FAILED" for named in runs.values() for r in named)
+    assert [kind(r) for r in runs["wait for destination"]] == ["COMPLETED"]
+
+
+def test_per_file_error_is_retried_then_failed_while_others_move(source: Path, destination: Path) -> None:
+    write(destination / "clips", b"a file where the agent needs a folder")
+    write(source / "clips" / "a.mxf", b"blocked")
+    write(source / "other.mxf", b"fine")
+    state = run_once(fast_config(source, destination, max_retry_attempts=2))
+    assert state.is_failed()
+    assert "clips/a.mxf" in (state.message or "")
+    assert (source / "clips" / "a.mxf").read_bytes() == b"blocked"
+    assert (destination / "other.mxf").read_bytes() == b"fine"
+    runs = runs_by_name(state.state_details.flow_run_id, expect=2)
+    failed = runs["copy clips/a.mxf"]
+    assert [kind(r) for r in failed] == ["FAILED"]
+    assert failed[0].run_count == 3  # the first attempt and max_retry_attempts=2 retries
+    assert "ENOTDIR" in message(failed[0])
+    assert [kind(r) for r in runs["copy other.mxf"]] == ["COMPLETED"]
+
+
+def test_corrupt_copy_is_detected_kept_and_retried(
+    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    write(source / "a.mxf", data)
+    real_write = copier_module.Copier._write
+    spoiled: list[int] = []
+
+    def flip_first_write(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
+        if not spoiled:
+            spoiled.append(len(chunk))
+            bad = bytearray(chunk)
+            bad[0] ^= 0xFF
+            chunk = memoryview(bad)
+        real_write(self, fd, chunk)
+
+    monkeypatch.setattr(copier_module.Copier, "_write", flip_first_write)
+    state = run_once(fast_config(source, destination))
+    assert state.is_completed()
+    assert spoiled  # the fault was injected
+    assert (destination / "a.mxf").read_bytes() == data
+    assert temp_files(destination) == []
+    run = runs_by_name(state.state_details.flow_run_id)["copy a.mxf"]
+    assert len(run) == 1 and run[0].run_count == 2
+
+
+def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(
+    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the stop lands between them
+    write(source / "rec" / "long.mxf", data)
+    in_copy = threading.Event()
+    stopped = threading.Event()
+    real_write = copier_module.Copier._write
+
+    def first_chunk_waits_for_the_stop(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
+        real_write(self, fd, chunk)
+        in_copy.set()
+        stopped.wait(30)
+
+    monkeypatch.setattr(copier_module.Copier, "_write", first_chunk_waits_for_the_stop)
+    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    assert in_copy.wait(30)
+    assert temp_files(destination)  # a copy is under way
+    request_stop()
+    stopped.set()
+    watcher.result()
+    assert temp_files(destination) == []
+    assert not (destination / "rec" / "long.mxf").exists()
+    assert (source / "rec" / "long.mxf").read_bytes() == data
+    state = run_once(fast_config(source, destination))
+    assert state.is_completed()
+    assert files_below(destination) == {"rec/long.mxf": hash_file(write(source.parent / "expected", data))}
+    assert not (source / "rec" / "long.mxf").exists()
+
+
+def test_restart_after_a_crash_makes_no_duplicate(source: Path, destination: Path) -> None:
+    """A crash after the rename (copy in place, source still there) plus a stale temp file from a killed copy."""
+    from fta.paths import agent_id, temp_name
+    from fta.settings import load_settings
+
+    data = os.urandom(100_000)
+    write(source / "a.mxf", data)
+    write(destination / "a.mxf", data)
+    settings = load_settings(fast_config(source, destination), env_file=None)
+    stale = write(destination / "b" / temp_name("b.mxf", agent_id(settings.source_path)), b"half")
+    write(source / "b" / "b.mxf", b"the whole of b")
+    state = run_once(fast_config(source, destination))
+    assert state.is_completed()
+    assert not stale.exists()
+    assert files_below(destination) == {
+        "a.mxf": hash_file(destination / "a.mxf"),
+        "b/b.mxf": hash_file(destination / "b" / "b.mxf"),
+    }
+    assert (destination / "b" / "b.mxf").read_bytes() == b"the whole of b"
+    assert list(source.rglob("*.mxf")) == []
+
+
+def test_two_hundred_files_arrive_exactly_once(source: Path, destination: Path) -> None:
+    expected = {}
+    for i in range(200):
+        path = write(source / f"d{i % 7}" / f"clip{i:03d}.mxf", os.urandom(1000 + i))
+        expected[path.relative_to(source).as_posix()] = hash_file(path)
+    state = run_once(fast_config(source, destination, max_concurrent_copies=4))
+    assert state.is_completed()
+    assert files_below(destination) == expected
+    assert [p for p in source.rglob("*") if p.is_file()] == []
+    runs = runs_by_name(state.state_details.flow_run_id, expect=200)
+    copies = {name: named for name, named in runs.items() if name.startswith("copy ")}
+    assert len(copies) == 200
+    assert all(len(named) == 1 and kind(named[0]) == "COMPLETED" for named in copies.values())
+    artifact = Artifact.get(STATUS_ARTIFACT_KEY)
+    assert artifact is not None
