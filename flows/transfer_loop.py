@@ -8,7 +8,8 @@ board as Ready) and a copy that ends wakes the loop to queue the next at once.
 Memory stays flat over days: task futures are dropped as soon as they end, the flow run context's result map is
 emptied every cycle (these flows never pass one task's result to another, so Prefect's result-based dependency
 tracking has nothing to lose), and the thread pool is replaced every ``RUNNER_ROTATION`` submissions (Prefect's
-thread pool keeps a cancel event per task it ever ran).
+thread pool keeps a cancel event per task it ever ran): submissions pause until the old pool's copies have ended,
+so closing it never cancels a queued copy.
 
 Nothing here may end a watch run because the Prefect API is slow or down: a failed submission, artifact or event is
 logged, and the file is simply still in the source for the next cycle.
@@ -42,7 +43,7 @@ from tasks.runtime import TransferRuntime
 log = logging.getLogger("fta.loop")
 
 STATUS_ARTIFACT_KEY = "fta-status"
-RUNNER_ROTATION = 1000
+RUNNER_ROTATION = 5000
 
 _active_stops: set[threading.Event] = set()
 _active_lock = threading.Lock()
@@ -123,10 +124,11 @@ class TransferLoop:
                 self._collect()
                 if not self._guard():
                     break
-                if runner is None or submitted >= RUNNER_ROTATION:
+                if runner is None or (submitted >= RUNNER_ROTATION and not self._futures):
                     runner = self._rotate(runner)
                     submitted = 0
-                submitted += self._submit(runner)
+                if submitted < RUNNER_ROTATION:  # a due rotation first lets the running copies end
+                    submitted += self._submit(runner)
                 self._publish()
                 self._release_results()
                 if self._finished():
@@ -184,6 +186,7 @@ class TransferLoop:
             return not self.stop.wait(self.settings.global_retry_delay_seconds)
 
     def _rotate(self, old: ThreadPoolTaskRunner[Any] | None) -> ThreadPoolTaskRunner[Any]:
+        """A fresh thread pool (the old one has no task left: closing it cancels nothing)."""
         if old is not None:
             self._drain(old, stop_copies=False)
         runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=self.settings.max_concurrent_copies)
@@ -221,7 +224,7 @@ class TransferLoop:
                 future.wait(0)
                 state = future.state
             except Exception as exc:
-                log.warning("could not read the end of the copy of %s: %s", rel, exc)
+                log.warning("could not read the end of the copy of %s: %r", rel, exc, exc_info=True)
                 state = None
             self._settle(rel, state)
 
