@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
+from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.exceptions import ExternalSignal
 from prefect.futures import PrefectFuture
@@ -95,7 +96,9 @@ class TransferLoop:
         self._published_version = -1
         self._published_at = float("-inf")
         self._task = copy_file.with_options(
-            retries=settings.max_retry_attempts, retry_delay_seconds=settings.retry_delay_seconds
+            retries=settings.max_retry_attempts,
+            retry_delay_seconds=settings.retry_delay_seconds,
+            tags=[settings.shared_limit_tag] if settings.shared_limit_tag else [],
         )
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -114,6 +117,7 @@ class TransferLoop:
         runner: ThreadPoolTaskRunner[Any] | None = None
         submitted = 0
         try:
+            self._ensure_shared_limit()
             self._remove_stale_temp_files()
             next_scan = self._clock()
             while not self.stop.is_set():
@@ -196,7 +200,9 @@ class TransferLoop:
     def _submit(self, runner: ThreadPoolTaskRunner[Any]) -> int:
         capacity = 2 * self.settings.max_concurrent_copies - len(self._futures)
         count = 0
-        for rel in self.board.ready_files()[: max(0, capacity)]:
+        # A file whose previous task run has not been settled yet waits: never two runs for one file.
+        ready = [rel for rel in self.board.ready_files() if rel not in self._futures]
+        for rel in ready[: max(0, capacity)]:
             self.board.queued(rel)
             try:
                 future = runner.submit(self._task, {"rel": rel, "runtime": self.runtime})
@@ -219,7 +225,8 @@ class TransferLoop:
         with self._done_lock:
             done, self._done = self._done, []
         for rel, future in done:
-            self._futures.pop(rel, None)
+            if self._futures.get(rel) is future:
+                del self._futures[rel]
             try:
                 future.wait(0)
                 state = future.state
@@ -280,6 +287,19 @@ class TransferLoop:
             return  # the guard takes care of it; nothing to clean on a destination we cannot reach
         folders = source_folders(self.settings.source_path, self.settings.exclude)
         self.runtime.copier.remove_stale_temp_files(folders)
+
+    def _ensure_shared_limit(self) -> None:
+        """Create (or update) the tag concurrency limit shared by the agents writing to one NAS."""
+        tag, limit = self.settings.shared_limit_tag, self.settings.shared_limit
+        if tag is None or limit is None:
+            return
+        try:
+            with get_client(sync_client=True) as client:
+                client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+        except Exception as exc:
+            log.warning("could not set the concurrency limit %d on tag %s: %s", limit, tag, exc)
+            return
+        log.info("at most %d copies at once across all agents tagged %s", limit, tag)
 
     def _release_results(self) -> None:
         context = FlowRunContext.get()

@@ -38,8 +38,10 @@ from fta.errors import (
     CorruptCopy,
     DestinationUnavailable,
     FileError,
+    FileIOError,
     Side,
     SourceUnreadable,
+    SourceVanished,
     TransferError,
     map_os_error,
 )
@@ -212,6 +214,8 @@ class Copier:
             if exc.side == "destination":
                 self._raise_if_destination_down(exc)
             raise
+        except OSError as exc:  # a safety net: every step maps its errors, an unmapped one is still per file
+            raise FileIOError(f"{rel}: {exc}") from exc
 
     def _raise_if_destination_down(self, exc: FileError) -> None:
         probe = self._probe()
@@ -272,7 +276,8 @@ class Copier:
             finally:
                 os.close(fd)
             if not self._source_unchanged(source, src_fd, before, copied):
-                os.unlink(temp)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
                 return self._changed(rel, source, started, "it changed during the copy")
             self._verify(temp, copied, checksum, copy_checksum)
             placed = self._place(temp, final, limit)
@@ -310,7 +315,8 @@ class Copier:
             finally:
                 os.close(fd)
             if not self._source_unchanged(source, src_fd, before, copied):
-                os.unlink(target)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
                 return self._changed(rel, source, started, "it changed during the copy")
             self._verify(target, copied, checksum, copy_checksum)
             with on_side("destination"):
@@ -503,8 +509,9 @@ class Copier:
         if size != before.size:
             raise CorruptCopy(f"corrupt copy: {placed} has {size} bytes, the source {before.size}")
         try:
-            now = FileSig.from_stat(os.stat(source, follow_symlinks=False))
-        except FileNotFoundError:
+            with on_side("source"):
+                now = FileSig.from_stat(os.stat(source, follow_symlinks=False))
+        except SourceVanished:
             now = None
         if now is not None and (now != before or self._held_by_writer(now)):
             log.warning("%s changed after it was copied to %s; the source is kept", rel, placed)

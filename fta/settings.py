@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         description="A file another process holds open for writing is never ready, nor is its source deleted.",
     )
     max_concurrent_copies: int = Field(2, ge=1, description="Copies running at once in one agent.")
+    shared_limit_tag: str | None = Field(
+        None, description="Prefect tag put on every copy_file run (for a concurrency limit shared by several agents)."
+    )
+    shared_limit: int | None = Field(
+        None, ge=1, description="Copies at once across all agents with shared_limit_tag; the agent sets the limit."
+    )
     storage_warning_gb: float = Field(100, ge=0, description="Destination free space below this is a WARNING.")
 
     @field_validator("log_level", mode="before")
@@ -103,7 +109,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("syslog_address", "destination_marker", mode="before")
+    @field_validator("syslog_address", "destination_marker", "shared_limit_tag", "shared_limit", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -126,6 +132,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_paths(self) -> Settings:
+        if self.shared_limit is not None and self.shared_limit_tag is None:
+            raise ValueError("shared_limit needs shared_limit_tag (the tag the limit applies to)")
         source = self.source_path.expanduser().resolve()
         destination = self.destination_path.expanduser().resolve()
         if not source.exists():

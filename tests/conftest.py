@@ -83,27 +83,33 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
+def mount_tmpfs(point: Path, size: str) -> None:
+    """Mount a tmpfs at ``point`` (root only); skips the test with the reason where that is not allowed."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mount small tmpfs filesystems (root only); skipped with a reason where mounting is not allowed."""
-    mounted: list[Path] = []
+    """Mount small tmpfs filesystems; every mount on those points is lazily unmounted afterwards."""
+    points: list[Path] = []
 
     def mount(size: str) -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root")
         point = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
         point.mkdir()
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        mounted.append(point)
+        mount_tmpfs(point, size)
+        points.append(point)
         return point
 
     yield mount
-    for point in mounted:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+    for point in points:
+        while subprocess.run(["umount", "-l", str(point)], capture_output=True).returncode == 0:
+            pass
 
 
 def unmount(point: Path) -> None:

@@ -113,3 +113,8 @@ def kind(run: TaskRun) -> str:
 
 def message(run: TaskRun) -> str:
     return (run.state.message if run.state is not None else None) or ""
+
+
+def state_name(run: TaskRun) -> str:
+    """The run's state name (Completed, Failed, Deferred, Changed, ...)."""
+    return (run.state.name if run.state is not None else None) or ""

@@ -11,7 +11,14 @@ import pytest
 
 from fta import paths
 from fta.copier import Copier, CopyResult, hash_file
-from fta.errors import CopyInterrupted, CorruptCopy, DestinationBlocked, DestinationUnavailable, SourceUnreadable
+from fta.errors import (
+    CopyInterrupted,
+    CorruptCopy,
+    DestinationBlocked,
+    DestinationUnavailable,
+    FileIOError,
+    SourceUnreadable,
+)
 from fta.probe import ProbeResult
 from fta.stability import FileSig
 from tests.conftest import FakeClock, MakeSettings, Mount, unmount, write
@@ -397,3 +404,17 @@ def test_symlinked_source_is_refused(make_settings: MakeSettings, source: Path, 
 def test_a_path_escaping_the_root_is_refused(make_settings: MakeSettings) -> None:
     with pytest.raises(DestinationBlocked):
         Copier(make_settings()).copy("../escape.mxf")
+
+
+def test_an_unmapped_os_error_is_still_a_per_file_error(
+    make_settings: MakeSettings, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = write(source / "a.mxf", b"data")
+
+    def broken(self: Copier, folder: Path) -> None:
+        raise OSError(errno.EMLINK, "Too many links")
+
+    monkeypatch.setattr(Copier, "_ensure_folder", broken)
+    with pytest.raises(FileIOError, match="Too many links"):
+        Copier(make_settings()).copy("a.mxf")
+    assert src.exists()

@@ -19,7 +19,7 @@ from flows.watch_folder import watch_folder
 from fta import copier as copier_module
 from fta.copier import hash_file
 from fta.simulator import GrowthPlan, simulate
-from tests.conftest import write
+from tests.conftest import Mount, mount_tmpfs, unmount, write
 from tests.prefect_helpers import (
     Background,
     fast_config,
@@ -27,6 +27,7 @@ from tests.prefect_helpers import (
     kind,
     message,
     runs_by_name,
+    state_name,
     temp_files,
     wait_until,
 )
@@ -238,3 +239,121 @@ def test_two_hundred_files_arrive_exactly_once(source: Path, destination: Path) 
     assert all(len(named) == 1 and kind(named[0]) == "COMPLETED" for named in copies.values())
     artifact = Artifact.get(STATUS_ARTIFACT_KEY)
     assert artifact is not None
+
+
+def test_destination_vanishing_mid_copy_defers_the_file_until_it_is_back(
+    source: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch, fta_log: list[str]
+) -> None:
+    nas = tmpfs("64m")
+    data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the share goes away between them
+    write(source / "clips" / "a.mxf", data)
+    in_copy, unmounted = threading.Event(), threading.Event()
+    real_write = copier_module.Copier._write
+
+    def share_vanishes_after_first_chunk(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
+        real_write(self, fd, chunk)
+        in_copy.set()
+        unmounted.wait(30)
+
+    monkeypatch.setattr(copier_module.Copier, "_write", share_vanishes_after_first_chunk)
+    once = Background(lambda: run_once(fast_config(source, nas, require_mount=True)))
+    assert in_copy.wait(30)
+    unmount(nas)
+    unmounted.set()
+    wait_until(lambda: any("transfer deferred" in line for line in fta_log), what="the copy to be deferred")
+    wait_until(lambda: any("destination unavailable" in line for line in fta_log), what="the guard to hold")
+    assert list(nas.iterdir()) == []  # nothing was written into the bare mount point
+    assert (source / "clips" / "a.mxf").read_bytes() == data
+    mount_tmpfs(nas, "64m")
+    state = once.result()
+    assert state.is_completed()
+    assert (nas / "clips" / "a.mxf").read_bytes() == data
+    assert temp_files(nas) == []
+    runs = runs_by_name(state.state_details.flow_run_id, expect=3)
+    outcomes = sorted(state_name(r) for r in runs["copy clips/a.mxf"])
+    assert outcomes == ["Completed", "Deferred"]
+    assert all(kind(r) != "FAILED" for named in runs.values() for r in named)
+
+
+def test_source_changing_during_the_copy_waits_and_is_copied_whole(
+    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = write(source / "a.mxf", os.urandom(8 * 1024 * 1024 + 4096))
+    real_write = copier_module.Copier._write
+    appended: list[int] = []
+
+    def recorder_appends_once(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
+        real_write(self, fd, chunk)
+        if not appended:
+            with clip.open("ab") as f:
+                appended.append(f.write(b"the end of the recording"))
+
+    monkeypatch.setattr(copier_module.Copier, "_write", recorder_appends_once)
+    state = run_once(fast_config(source, destination))
+    expected = 8 * 1024 * 1024 + 4096 + appended[0]
+    assert state.is_completed()
+    assert (destination / "a.mxf").stat().st_size == expected
+    assert (destination / "a.mxf").read_bytes().endswith(b"the end of the recording")
+    runs = runs_by_name(state.state_details.flow_run_id, expect=2)
+    assert sorted(state_name(r) for r in runs["copy a.mxf"]) == ["Changed", "Completed"]
+
+
+def test_api_trouble_never_loses_a_file(source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows import transfer_loop
+
+    real_submit = ThreadPoolTaskRunner.submit
+    refused: list[str] = []
+
+    def submit_refused_once(self: Any, task: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if not refused:
+            refused.append(parameters["rel"])
+            raise RuntimeError("503 Service Unavailable")
+        return real_submit(self, task, parameters, *args, **kwargs)
+
+    def artifact_refused(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(ThreadPoolTaskRunner, "submit", submit_refused_once)
+    monkeypatch.setattr(transfer_loop, "create_table_artifact", artifact_refused)
+    write(source / "a.mxf", b"a")
+    write(source / "b.mxf", b"b")
+    state = run_once(fast_config(source, destination))
+    assert state.is_completed()
+    assert refused == ["a.mxf"]
+    assert sorted(files_below(destination)) == ["a.mxf", "b.mxf"]
+
+
+def test_copies_at_once_are_capped_and_the_shared_limit_is_set(
+    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    lock = threading.Lock()
+    active, peak = [0], [0]
+    real_copy = copier_module.Copier.copy
+
+    def counted(self: copier_module.Copier, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            threading.Event().wait(0.05)  # long enough for copies to overlap if they could
+            return real_copy(self, *args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(copier_module.Copier, "copy", counted)
+    for i in range(8):
+        write(source / f"f{i}.mxf", os.urandom(1000))
+    config = fast_config(source, destination, max_concurrent_copies=2, shared_limit_tag="fta-test-nas", shared_limit=3)
+    state = run_once(config)
+    assert state.is_completed()
+    assert peak[0] == 2
+    assert len(files_below(destination)) == 8
+    runs = runs_by_name(state.state_details.flow_run_id, expect=8)
+    assert all("fta-test-nas" in r.tags for name, named in runs.items() if name.startswith("copy ") for r in named)
+    with get_client(sync_client=True) as client:
+        assert client.read_concurrency_limit_by_tag("fta-test-nas").concurrency_limit == 3
