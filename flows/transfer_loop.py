@@ -93,6 +93,7 @@ class TransferLoop:
         self._done: list[tuple[str, PrefectFuture[Any]]] = []
         self._done_lock = threading.Lock()
         self._sweep: set[str] | None = None  # once: the files present at the first scan
+        self._probed_ok_at = float("-inf")
         self._published_version = -1
         self._published_at = float("-inf")
         self._task = copy_file.with_options(
@@ -177,9 +178,12 @@ class TransferLoop:
         trouble = self.runtime.take_unavailable()
         if trouble is None and not self.board.ready_files():
             return True
+        if trouble is None and self._clock() - self._probed_ok_at < self.settings.polling_interval_seconds:
+            return True  # checked recently; a copy that finds the destination gone says so itself
         needed = trouble.needed_bytes if trouble is not None else None
         probe = check_destination(self.settings, needed)
         if probe.ok:
+            self._probed_ok_at = self._clock()
             return True
         reason = probe.reason or (str(trouble) if trouble else "destination unavailable")
         self._publish(force=True)

@@ -409,7 +409,9 @@ class Copier:
         view = memoryview(buffer)
         report = _Throttle(progress, self._clock, self._progress_interval)
         reader = open(src_fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - closed below
-        readback = _ReadBack(dst_path, self._chunk_size) if self.settings.verify == "checksum" else None
+        by_checksum = self.settings.verify == "checksum"
+        # Large files are read back while they are written; a small one is simply re-read after its fsync.
+        readback = _ReadBack(dst_path, self._chunk_size) if by_checksum and total > self._chunk_size else None
         done = 0
         try:
             report(0, total)
@@ -429,7 +431,13 @@ class Copier:
                 report(done, max(total, done))
             with self._destination_write(total):
                 os.fsync(dst_fd)
-            copy_checksum = readback.finish() if readback is not None else None
+            if readback is not None:
+                copy_checksum: str | None = readback.finish()
+            elif by_checksum:
+                with on_side("destination"):
+                    copy_checksum = hash_file(dst_path, self._chunk_size)
+            else:
+                copy_checksum = None
         finally:
             reader.close()
             if readback is not None:

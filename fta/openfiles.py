@@ -9,6 +9,7 @@ read (another user, without root) are not seen: run the agent as the recorders' 
 from __future__ import annotations
 
 import os
+import stat
 
 _PROC = "/proc"
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
@@ -27,34 +28,43 @@ def _fd_writes(pid: str, fd: str) -> bool:
     return False
 
 
-def _writer_fds() -> list[tuple[str, str]]:
+def _open_files(wanted: FileId | None) -> set[FileId]:
+    """(device, inode) of files other processes hold open for writing; only ``wanted`` when given.
+
+    Each descriptor costs one ``stat``; the flags in ``fdinfo`` are read only for the descriptors that matter, which
+    keeps a whole-machine scan cheap enough to run right before every source is deleted.
+    """
     own = str(os.getpid())
-    found: list[tuple[str, str]] = []
+    found: set[FileId] = set()
     try:
         pids = [name for name in os.listdir(_PROC) if name.isdigit() and name != own]
     except OSError:
-        return []
+        return found
     for pid in pids:
         try:
             fds = os.listdir(f"{_PROC}/{pid}/fd")
         except OSError:
             continue
-        found.extend((pid, fd) for fd in fds if _fd_writes(pid, fd))
+        for fd in fds:
+            try:
+                st = os.stat(f"{_PROC}/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            file_id = (st.st_dev, st.st_ino)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if (wanted is None or file_id == wanted) and file_id not in found and _fd_writes(pid, fd):
+                if wanted is not None:
+                    return {file_id}
+                found.add(file_id)
     return found
 
 
 def open_for_writing() -> set[FileId]:
     """(device, inode) of every file another visible process has open for writing."""
-    ids: set[FileId] = set()
-    for pid, fd in _writer_fds():
-        try:
-            st = os.stat(f"{_PROC}/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        ids.add((st.st_dev, st.st_ino))
-    return ids
+    return _open_files(None)
 
 
 def is_open_for_writing(device: int, inode: int) -> bool:
     """True when another visible process has this very file open for writing."""
-    return (device, inode) in open_for_writing()
+    return bool(_open_files((device, inode)))
