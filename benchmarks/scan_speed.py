@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from copier_throughput import cpu_model
+
 from fta.scanner import scan_source
 from fta.settings import DEFAULT_EXCLUDE
 from fta.stability import FileSig, StabilityTracker
@@ -54,17 +56,6 @@ def measure(func: Callable[[], T]) -> tuple[Sample, T]:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def folder_of(index: int, per_folder: int) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,18 @@ def unmount(point: Path) -> None:
 # Tests that start a Prefect server keep it offline and quiet.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+
+
+@contextmanager
+def other_process(code: str, *args: str) -> Iterator[None]:
+    """Runs ``code`` (which prints 'ready' once set up, then reads stdin) in another process until the block ends."""
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stdin is not None
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            yield
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=30)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -14,23 +11,13 @@ import pytest
 from fta.copier import Copier
 from fta.openfiles import is_open_for_writing, open_for_writing
 from fta.stability import FileSig
-from tests.conftest import MakeSettings, write
+from tests.conftest import MakeSettings, other_process, write
 
 
-@contextmanager
-def held_open(path: Path, mode: str) -> Iterator[None]:
+def held_open(path: Path, mode: str) -> AbstractContextManager[None]:
     """Another process holds ``path`` open in ``mode`` until the block ends."""
     code = "import sys\nf = open(sys.argv[1], sys.argv[2])\nprint('ready', flush=True)\nsys.stdin.read()\n"
-    with subprocess.Popen(
-        [sys.executable, "-c", code, str(path), mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stdout is not None and proc.stdin is not None
-        try:
-            assert proc.stdout.readline().strip() == "ready"
-            yield
-        finally:
-            proc.stdin.close()
-            proc.wait(timeout=30)
+    return other_process(code, str(path), mode)
 
 
 def file_id(path: Path) -> tuple[int, int]:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from fta.scanner import scan_source
 from fta.stability import FileSig, ReadinessCheck, StabilityTracker
-from tests.conftest import FakeClock, write
+from tests.conftest import FakeClock, other_process, write
 from tests.test_openfiles import held_open
 
 STABLE = 60.0
 
 
-@contextmanager
-def flocked(path: Path) -> Iterator[None]:
+def flocked(path: Path) -> AbstractContextManager[None]:
     """Another process holds an exclusive ``flock`` on ``path`` (opened read-only) until the block ends."""
     code = (
         "import fcntl, sys\n"
@@ -26,16 +22,7 @@ def flocked(path: Path) -> Iterator[None]:
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stdout is not None and proc.stdin is not None
-        try:
-            assert proc.stdout.readline().strip() == "ready"
-            yield
-        finally:
-            proc.stdin.close()
-            proc.wait(timeout=30)
+    return other_process(code, str(path))
 
 
 def wired(
