@@ -357,3 +357,81 @@ def test_copies_at_once_are_capped_and_the_shared_limit_is_set(
     assert all("fta-test-nas" in r.tags for name, named in runs.items() if name.startswith("copy ") for r in named)
     with get_client(sync_client=True) as client:
         assert client.read_concurrency_limit_by_tag("fta-test-nas").concurrency_limit == 3
+
+
+def test_guard_emits_unavailable_and_restored_events(source: Path, tmp_path: Path, fta_log: list[str]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    from fta.paths import agent_id
+
+    nas = tmp_path / "nas"
+    write(source / "a.mxf", b"a")
+    once = Background(lambda: run_once(fast_config(source, nas)))
+    wait_until(lambda: any("destination unavailable" in line for line in fta_log), what="the guard to hold")
+    nas.mkdir()
+    assert once.result().is_completed()
+    resource = f"fta.destination.{agent_id(source.resolve())}"
+    names = ["fta.destination.unavailable", "fta.destination.restored"]
+    seen: dict[str, dict[str, Any]] = {}
+
+    def both_recorded() -> bool:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(
+                filter=EventFilter(event=EventNameFilter(name=names), resource=EventResourceFilter(id=[resource])),
+                limit=50,  # the server refuses the client's default of 100
+            )
+        seen.update({event.event: event.payload for event in page.events})
+        return set(seen) == set(names)
+
+    wait_until(both_recorded, what="both guard events")
+    assert "does not exist" in seen["fta.destination.unavailable"]["reason"]
+    assert seen["fta.destination.restored"]["unavailable_seconds"] >= 0
+
+
+def test_long_copy_has_a_progress_artifact(source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, FlowRunFilter, FlowRunFilterId
+
+    write(source / "long.mxf", os.urandom(2 * 8 * 1024 * 1024 + 1))  # three chunks
+    real_write = copier_module.Copier._write
+
+    def slow_disk(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
+        real_write(self, fd, chunk)
+        threading.Event().wait(0.6)  # a slow NAS: the copy takes well over a second
+
+    monkeypatch.setattr(copier_module.Copier, "_write", slow_disk)
+    state = run_once(fast_config(source, destination))
+    assert state.is_completed()
+    flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    progress = ArtifactFilter(type=ArtifactFilterType(any_=["progress"]))
+    found: list[Any] = []
+
+    def recorded() -> bool:
+        with get_client(sync_client=True) as client:
+            found[:] = client.read_artifacts(artifact_filter=progress, flow_run_filter=flow_run)
+        return bool(found) and found[0].data == 100.0
+
+    wait_until(recorded, what="the progress artifact at 100 %")
+    assert found[0].description == "copy long.mxf"
+    assert found[0].task_run_id is not None
+
+
+def test_same_name_again_later_is_copied_again_and_audited(source: Path, destination: Path, tmp_path: Path) -> None:
+    """No caching: a second file of the same name in a later run is moved too; every transfer has an audit line."""
+    log_file = tmp_path / "agent.log"
+    config = fast_config(source, destination, log_format="json", log_file_path=str(log_file))
+    write(source / "a.mxf", b"first take")
+    assert run_once(config).is_completed()
+    write(source / "a.mxf", b"second take")
+    assert run_once(config).is_completed()
+    assert (destination / "a.mxf").read_bytes() == b"first take"
+    assert (destination / "a_1.mxf").read_bytes() == b"second take"
+    import json
+
+    audits = [line for line in map(json.loads, log_file.read_text().splitlines()) if line.get("audit")]
+    assert [(a["outcome"], Path(a["destination"]).name, a["size"]) for a in audits] == [
+        ("copied", "a.mxf", 10),
+        ("copied", "a_1.mxf", 11),
+    ]
+    assert all(a["checksum"].startswith("xxh3_128:") and a["source"].endswith("a.mxf") for a in audits)
