@@ -32,6 +32,7 @@ from prefect.exceptions import ExternalSignal
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.api_state import STATUS_KEY
 from fta.board import IN_FLIGHT, TransferBoard
 from fta.copier import Copier
 from fta.scanner import scan_source, source_folders
@@ -43,7 +44,6 @@ from tasks.runtime import TransferRuntime
 
 log = logging.getLogger("fta.loop")
 
-STATUS_ARTIFACT_KEY = "fta-status"
 RUNNER_ROTATION = 5000
 
 _active_stops: set[threading.Event] = set()
@@ -318,27 +318,12 @@ class TransferLoop:
             return
         if FlowRunContext.get() is None:
             return
-        rows = status_rows(self.board)
+        rows = self.board.rows()
         counts = self.board.counts()
         description = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
         try:
-            create_table_artifact(rows, key=STATUS_ARTIFACT_KEY, description=f"File Transfer Agent: {description}")
+            create_table_artifact(rows, key=STATUS_KEY, description=f"File Transfer Agent: {description}")
         except Exception as exc:
             log.debug("status artifact not published: %s", exc)
             return
         self._published_version, self._published_at = version, now
-
-
-def status_rows(board: TransferBoard) -> list[dict[str, Any]]:
-    """One row per file the agent knows of: what the UI shows and ``fta status`` reads back."""
-    return [
-        {
-            "file": row["file_path"],
-            "status": row["status"],
-            "progress": row["copy_progress"],
-            "size": row["file_size"],
-            "retries": row["retry_count"],
-            "error": row["error_message"] or "",
-        }
-        for row in board.files_json()["files"]
-    ]

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from fta.stability import FileSig, StabilityTracker
+from fta.views import Row, files_view, status_view
 
 WallClock = Callable[[], datetime]
 
@@ -57,15 +58,19 @@ class TrackedFile:
     finished_at: datetime | None = None
     destination: str | None = None
 
-    def as_seed_json(self) -> dict[str, Any]:
+    def as_row(self) -> Row:
+        """The file as one status row (see ``fta.views``)."""
         return {
-            "file_path": self.file_path,
+            "file": self.file_path,
             "status": str(self.status),
-            "file_size": self.file_size,
-            "last_write_time": iso(self.last_write_time),
-            "copy_progress": round(self.copy_progress, 1),
-            "retry_count": self.retry_count,
-            "error_message": self.error_message,
+            "progress": round(self.copy_progress, 1),
+            "size": self.file_size,
+            "lastWriteTime": iso(self.last_write_time),
+            "startedAt": iso(self.started_at),
+            "finishedAt": iso(self.finished_at),
+            "retries": self.retry_count,
+            "error": self.error_message,
+            "destination": self.destination,
         }
 
 
@@ -227,41 +232,19 @@ class TransferBoard:
         with self._lock:
             return len(self._files)
 
-    def status_json(self) -> dict[str, Any]:
-        """The seed's ``GET /api/status`` body; ``inProgress`` lists every running copy (first one also alone)."""
+    def rows(self) -> list[Row]:
+        """Every file as a status row: the files still to do by path, then recent completions and failures
+        (most recent first)."""
         with self._lock:
-            pending = sorted(rel for rel, f in self._files.items() if f.status not in (FileStatus.COPYING,))
-            copying = sorted(
-                (f for f in self._files.values() if f.status == FileStatus.COPYING),
-                key=lambda f: f.started_at or self._now(),
-            )
-            running = [
-                {
-                    "file": f.file_path,
-                    "progressPercentage": round(f.copy_progress),
-                    "status": str(f.status),
-                    "startTime": iso(f.started_at),
-                }
-                for f in copying
-            ]
-            return {
-                "pendingFilesCount": len(pending),
-                "pendingFiles": pending,
-                "inProgress": running[0] if running else None,
-                "allInProgress": running,
-                "recentlyCompleted": [
-                    {"file": f.file_path, "completedAt": iso(f.finished_at)} for f in self._completed
-                ],
-                "failedFiles": [
-                    {"file": f.file_path, "error": f.error_message, "failedAt": iso(f.finished_at)}
-                    for f in reversed(self._failed.values())
-                ],
-            }
+            rows = [f.as_row() for f in sorted(self._files.values(), key=lambda f: f.file_path)]
+            rows += [f.as_row() for f in self._completed]
+            rows += [f.as_row() for f in reversed(self._failed.values())]
+            return rows
+
+    def status_json(self) -> dict[str, Any]:
+        """The seed's ``GET /api/status`` body."""
+        return status_view(self.rows())
 
     def files_json(self) -> dict[str, Any]:
         """The seed's ``GET /api/files`` body: every tracked file, then recent completions and failures."""
-        with self._lock:
-            rows = [f.as_seed_json() for f in sorted(self._files.values(), key=lambda f: f.file_path)]
-            rows += [f.as_seed_json() for f in self._completed]
-            rows += [f.as_seed_json() for f in reversed(self._failed.values())]
-            return {"files": rows}
+        return files_view(self.rows())

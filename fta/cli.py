@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from fta import __version__
 from fta.errors import ConfigError
+from fta.health import add_threshold_options
 from fta.logsetup import configure_logging
 from fta.probe import probe_destination
 from fta.settings import Settings, describe_settings, load_settings
@@ -127,6 +128,22 @@ def _once(args: argparse.Namespace, out: TextIO) -> int:
     return _run_flow(args, once=True)
 
 
+def _operator(args: argparse.Namespace, out: TextIO) -> int:
+    """status / files / storage / health: read what the agent published in the Prefect API."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from deployments import operator_commands as ops
+
+    if args.command == "health":
+        return ops.health(args.warning, args.critical, out)
+    try:
+        handler: Callable[[bool, TextIO], int] = getattr(ops, args.command)
+        return handler(args.json, out)
+    except Exception as exc:
+        print(f"fta: cannot read the Prefect API: {exc}", file=sys.stderr)
+        return 3
+
+
 class _Bar:
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self.stream, self.width = stream, width
@@ -179,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     once = commands.add_parser("once", help="move what is in the source now (once stable), then end")
     add_settings_options(once)
     once.set_defaults(handler=_once)
+
+    for name, text in (
+        ("status", "pending, copying, recently completed and failed files (the seed's /api/status)"),
+        ("files", "every tracked file with the seed's per-file fields (/api/files)"),
+        ("storage", "free space and status; exit 0 OK, 1 WARNING, 2 ERROR (/api/storage)"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--json", action="store_true", help="print the seed's JSON")
+        command.set_defaults(handler=_operator)
+    nagios = commands.add_parser("health", help="Nagios plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
+    add_threshold_options(nagios)
+    nagios.set_defaults(handler=_operator)
 
     sim = commands.add_parser("simulate", help="write files that grow like a recorder writes them")
     sim.add_argument("path", help="file to write; with --count N, PATH-001.ext ... PATH-N.ext")

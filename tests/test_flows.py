@@ -13,7 +13,8 @@ import pytest
 from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.transfer_loop import STATUS_ARTIFACT_KEY, request_stop
+from flows.api_state import STATUS_KEY
+from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta import copier as copier_module
@@ -237,7 +238,7 @@ def test_two_hundred_files_arrive_exactly_once(source: Path, destination: Path) 
     copies = {name: named for name, named in runs.items() if name.startswith("copy ")}
     assert len(copies) == 200
     assert all(len(named) == 1 and kind(named[0]) == "COMPLETED" for named in copies.values())
-    artifact = Artifact.get(STATUS_ARTIFACT_KEY)
+    artifact = Artifact.get(STATUS_KEY)
     assert artifact is not None
 
 

@@ -1,0 +1,129 @@
+"""``fta status``, ``fta files``, ``fta storage`` and ``fta health`` (also ``check_fta``): read the Prefect API only.
+
+Each reads what the agent published (the ``fta-status`` and ``fta-storage`` artifacts, the watch run's state) and
+prints the seed's shapes with ``--json``, or a readable form without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from fta.health import CRITICAL, OK, WARNING, Health, Observed, add_threshold_options, judge, unknown
+from fta.views import files_view, status_view
+
+STORAGE_EXIT = {"OK": 0, "WARNING": 1, "ERROR": 2}
+
+
+def _status_rows() -> list[dict[str, Any]]:
+    from flows.api_state import STATUS_KEY, read_table
+
+    rows, _ = read_table(STATUS_KEY)
+    return rows
+
+
+def status(as_json: bool, out: TextIO) -> int:
+    view = status_view(_status_rows())
+    if as_json:
+        print(json.dumps(view, indent=2), file=out)
+        return 0
+    print(f"pending ({view['pendingFilesCount']}): {', '.join(view['pendingFiles']) or '-'}", file=out)
+    for running in view["allInProgress"]:
+        print(f"copying: {running['file']} {running['progressPercentage']}% since {running['startTime']}", file=out)
+    if not view["allInProgress"]:
+        print("copying: -", file=out)
+    print("recently completed:", file=out)
+    for done in view["recentlyCompleted"] or [{"file": "-", "completedAt": ""}]:
+        print(f"  {done['completedAt'] or '':<25} {done['file']}", file=out)
+    print("failed:", file=out)
+    for failed in view["failedFiles"] or [{"file": "-", "failedAt": "", "error": ""}]:
+        print(f"  {failed['failedAt'] or '':<25} {failed['file']}  {failed['error'] or ''}", file=out)
+    return 0
+
+
+def files(as_json: bool, out: TextIO) -> int:
+    view = files_view(_status_rows())
+    if as_json:
+        print(json.dumps(view, indent=2), file=out)
+        return 0
+    print(f"{'status':<10} {'progress':>8} {'size':>14}  file", file=out)
+    for row in view["files"]:
+        print(f"{row['status']:<10} {row['copy_progress']:>7.1f}% {row['file_size']:>14}  {row['file_path']}", file=out)
+    return 0
+
+
+def storage(as_json: bool, out: TextIO) -> int:
+    """The seed's storage object; exit 0 OK, 1 WARNING (the seed's 507), 2 ERROR (the seed's 503)."""
+    from flows.api_state import STORAGE_KEY, read_table
+
+    rows, _ = read_table(STORAGE_KEY)
+    if not rows:
+        body: dict[str, Any] = {
+            "sourceFreeGB": -1,
+            "destinationFreeGB": -1,
+            "status": "ERROR",
+            "message": "No storage report yet.",
+        }
+    else:
+        body = {
+            key: rows[0][key] for key in ("sourceFreeGB", "destinationFreeGB", "status", "message") if key in rows[0]
+        }
+        if body.get("message") is None:
+            body.pop("message", None)
+    if as_json:
+        print(json.dumps(body, indent=2), file=out)
+    else:
+        message = f" - {body['message']}" if body.get("message") else ""
+        print(
+            f"{body['status']}: source {body['sourceFreeGB']} GB free, destination {body['destinationFreeGB']} GB free"
+            f"{message}",
+            file=out,
+        )
+    return STORAGE_EXIT.get(str(body["status"]), 2)
+
+
+def observe() -> Observed:
+    from flows.api_state import STATUS_KEY, STORAGE_KEY, age_seconds, read_table, watch_is_running
+
+    storage_rows, written = read_table(STORAGE_KEY)
+    status_rows, _ = read_table(STATUS_KEY)
+    return Observed(
+        storage=storage_rows[0] if storage_rows else None,
+        report_age_seconds=age_seconds(written),
+        watch_running=watch_is_running(),
+        pending=sum(r.get("status") in ("Discovered", "Ready", "InQueue", "Copying") for r in status_rows),
+        failed=sum(r.get("status") == "Failed" for r in status_rows),
+    )
+
+
+def health(warn_gb: float, crit_gb: float, out: TextIO) -> int:
+    """Nagios plugin: one line with perfdata; 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    try:
+        verdict: Health = judge(observe(), warn_gb, crit_gb)
+    except Exception as exc:  # the API cannot be read: the plugin does not know
+        verdict = unknown(
+            f"cannot read the Prefect API: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
+    print(verdict.line, file=out)
+    return verdict.code
+
+
+def check_fta(argv: Sequence[str] | None = None) -> int:
+    """The standalone Nagios plugin ``check_fta`` (same as ``fta health``)."""
+    parser = argparse.ArgumentParser(prog="check_fta", description="Nagios check of the File Transfer Agent")
+    add_threshold_options(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:
+        return 3  # plugin guidelines: bad usage is UNKNOWN
+    return health(args.warning, args.critical, sys.stdout)
+
+
+def main() -> None:  # pragma: no cover - console script
+    sys.exit(check_fta())
+
+
+__all__ = ["CRITICAL", "OK", "WARNING", "check_fta", "files", "health", "status", "storage"]

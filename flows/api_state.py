@@ -1,0 +1,62 @@
+"""The agent's state as published in the Prefect API: read back by the storage report and the ``fta`` commands.
+
+No side channel: everything comes from artifacts with stable keys and the flow runs' states.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import ArtifactSort
+
+STATUS_KEY = "fta-status"
+STORAGE_KEY = "fta-storage"
+HEALTH_KEY = "fta-health"
+WATCH_FLOW_NAME = "watch-folder"
+
+
+def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:
+    """Rows of the latest table artifact with ``key`` and when it was written (([], None) when there is none)."""
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.UPDATED_DESC, limit=1
+        )
+    if not found:
+        return [], None
+    artifact = found[0]
+    data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    written = artifact.updated or artifact.created
+    return (list(data) if isinstance(data, list) else []), written
+
+
+def age_seconds(moment: datetime | None, now: datetime | None = None) -> float | None:
+    if moment is None:
+        return None
+    now = now or datetime.now(UTC)
+    return (now - moment.astimezone(UTC)).total_seconds()
+
+
+def watch_is_running() -> bool:
+    """Is a ``watch-folder`` flow run in the Running state?"""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[WATCH_FLOW_NAME])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+            ),
+            limit=1,
+        )
+    return bool(runs)

@@ -1,0 +1,68 @@
+"""``storage_report``: free space and reachability of source and destination, every minute (seed phase 5).
+
+Publishes the seed's storage object as the ``fta-storage`` artifact and the health verdict as ``fta-health``, and
+emits ``fta.storage.low`` (destination below ``storage_warning_gb``) or ``fta.destination.unavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from flows.api_state import HEALTH_KEY, STATUS_KEY, STORAGE_KEY, read_table, watch_is_running
+from flows.flow_logging import flow_logging
+from fta.board import iso
+from fta.health import Observed, judge
+from fta.probe import probe_with_timeout
+from fta.settings import load_settings
+from fta.storage import storage_report as measure
+from tasks.guard import PROBE_TIMEOUT_SECONDS, emit
+
+log = logging.getLogger("fta.storage")
+
+
+@flow(name="storage-report", persist_result=False, log_prints=False)
+def storage_report(config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure storage, publish it and the agent's health; returns the seed's storage object."""
+    settings = load_settings(config or {})
+    with flow_logging(settings):
+        probe = probe_with_timeout(
+            settings.destination_path, settings.require_mount, settings.destination_marker, PROBE_TIMEOUT_SECONDS
+        )
+        report = measure(settings.source_path, probe, settings.storage_warning_gb)
+        body = report.as_seed_json()
+        row = {**body, "reason": report.reason, "checkedAt": iso(datetime.now(UTC))}
+        create_table_artifact([row], key=STORAGE_KEY, description=f"Storage: {report.status}")
+        if report.status == "WARNING":
+            log.warning("%s %s GB free", report.message, report.destination_free_gb)
+            emit(
+                "fta.storage.low",
+                settings,
+                free_gb=report.destination_free_gb,
+                threshold_gb=settings.storage_warning_gb,
+            )
+        elif report.status == "ERROR":
+            log.warning("%s %s", report.message, report.reason or "")
+            emit("fta.destination.unavailable", settings, reason=report.reason or "", source="storage-report")
+        status_rows, _ = read_table(STATUS_KEY)
+        health = judge(
+            Observed(
+                storage=row,
+                report_age_seconds=0.0,
+                watch_running=watch_is_running(),
+                pending=sum(r.get("status") in ("Discovered", "Ready", "InQueue", "Copying") for r in status_rows),
+                failed=sum(r.get("status") == "Failed" for r in status_rows),
+            ),
+            warn_gb=settings.storage_warning_gb,
+            crit_gb=settings.storage_warning_gb / 2,
+        )
+        create_table_artifact(
+            [{"status": health.status, "problems": "; ".join(health.problems), "checkedAt": row["checkedAt"]}],
+            key=HEALTH_KEY,
+            description=health.line,
+        )
+        return body

@@ -1,0 +1,178 @@
+"""Operator commands against a real Prefect server: the storage report flow, status, files, storage, health."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.storage_report import storage_report
+from flows.transfer_loop import request_stop
+from flows.transfer_once import transfer_once
+from flows.watch_folder import watch_folder
+from fta.cli import main
+from tests.conftest import write
+from tests.prefect_helpers import Background, fast_config, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SEED_STATUS_KEYS = {"pendingFilesCount", "pendingFiles", "inProgress", "recentlyCompleted", "failedFiles"}
+SEED_FILE_KEYS = {
+    "file_path",
+    "status",
+    "file_size",
+    "last_write_time",
+    "copy_progress",
+    "retry_count",
+    "error_message",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def fta(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_storage_report_ok_then_low_then_unreachable(source: Path, destination: Path, tmp_path: Path) -> None:
+    storage_report(config=fast_config(source, destination, storage_warning_gb=0))
+    code, out = fta("storage", "--json")
+    body = json.loads(out)
+    assert code == 0
+    assert set(body) == {"sourceFreeGB", "destinationFreeGB", "status"}
+    assert body["status"] == "OK" and body["destinationFreeGB"] > 0 and body["sourceFreeGB"] > 0
+
+    storage_report(config=fast_config(source, destination, storage_warning_gb=10**9))
+    code, out = fta("storage", "--json")
+    assert code == 1
+    assert json.loads(out)["status"] == "WARNING"
+    assert json.loads(out)["message"] == "Destination storage is running low."
+
+    storage_report(config=fast_config(source, tmp_path / "gone"))
+    code, out = fta("storage", "--json")
+    assert code == 2
+    assert json.loads(out) == {
+        "sourceFreeGB": json.loads(out)["sourceFreeGB"],
+        "destinationFreeGB": -1,
+        "status": "ERROR",
+        "message": "Destination path is not accessible.",
+    }
+    code, out = fta("storage")
+    assert code == 2 and out.startswith("ERROR: ")
+
+
+def test_status_and_files_show_what_the_agent_published(source: Path, destination: Path) -> None:
+    write(destination / "blocked", b"a file where a folder is needed")
+    write(source / "blocked" / "x.mxf", b"x")
+    write(source / "good.mxf", b"good")
+    state = transfer_once(config=fast_config(source, destination, max_retry_attempts=0), return_state=True)
+    assert state.is_failed()
+    code, out = fta("status", "--json")
+    view = json.loads(out)
+    assert code == 0
+    assert set(view) >= SEED_STATUS_KEYS
+    assert view["pendingFilesCount"] == 0 and view["inProgress"] is None
+    assert [done["file"] for done in view["recentlyCompleted"]] == ["good.mxf"]
+    assert view["recentlyCompleted"][0]["completedAt"].endswith("Z")
+    assert [(f["file"], "ENOTDIR" in f["error"]) for f in view["failedFiles"]] == [("blocked/x.mxf", True)]
+    code, out = fta("files", "--json")
+    rows = json.loads(out)["files"]
+    assert code == 0
+    assert all(set(row) == SEED_FILE_KEYS for row in rows)
+    assert {(row["file_path"], row["status"]) for row in rows} == {
+        ("good.mxf", "Completed"),
+        ("blocked/x.mxf", "Failed"),
+    }
+    code, out = fta("status")
+    assert "good.mxf" in out and "blocked/x.mxf" in out
+
+
+def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path) -> None:
+    storage_report(config=fast_config(source, destination, storage_warning_gb=0))
+    code, out = fta("health", "-w", "0", "-c", "0")
+    assert code == 2
+    assert out.startswith("FTA CRITICAL - ") and "watch run is not running" in out
+    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    try:
+        wait_until(lambda: fta("health", "-w", "0", "-c", "0")[0] == 0, what="health OK while watching")
+        code, out = fta("health", "-w", "0", "-c", "0")
+        assert out.startswith("FTA OK - ") and "| dest_free_gb=" in out
+        code, out = fta("health", "-w", "1000000000", "-c", "0")
+        assert code == 1 and out.startswith("FTA WARNING - ")
+    finally:
+        request_stop()
+        watcher.result()
+
+
+def test_health_without_an_api_is_unknown(tmp_path: Path) -> None:
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETRIES": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from deployments.operator_commands import main; main()"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 3
+    assert done.stdout.startswith("FTA UNKNOWN - cannot read the Prefect API")
+    assert len(done.stdout.splitlines()) == 1
+
+
+def test_fta_once_exit_codes(source: Path, destination: Path) -> None:
+    write(source / "a.mxf", b"a")
+    options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.3"]
+    options += ["--polling-interval-seconds", "0.1", "--log-file-path", "", "--max-retry-attempts", "0"]
+    assert fta("once", *options)[0] == 0
+    assert (destination / "a.mxf").read_bytes() == b"a"
+    write(destination / "sub", b"in the way")
+    write(source / "sub" / "b.mxf", b"b")
+    assert fta("once", *options)[0] == 1
+    assert (source / "sub" / "b.mxf").exists()
+    assert fta("once", *options[:2], "--destination", str(source / "inside"))[0] == 2
+
+
+SLOW_AGENT = """
+import sys, time
+import fta.copier as copier
+real = copier.Copier._write
+def slow(self, fd, data):
+    real(self, fd, data)
+    time.sleep(0.3)
+copier.Copier._write = slow
+from fta.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    from fta.paths import temp_owner
+
+    data = os.urandom(3 * 8 * 1024 * 1024)  # three chunks, 0.3 s each in this slowed-down agent
+    write(source / "rec.mxf", data)
+    options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.2"]
+    options += ["--polling-interval-seconds", "0.1", "--log-file-path", ""]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    with subprocess.Popen(
+        [sys.executable, "-c", SLOW_AGENT, "watch", *options], env=env, stderr=subprocess.PIPE, text=True
+    ) as agent:
+        wait_until(lambda: any(temp_owner(p.name) for p in destination.iterdir()), what="the copy to start")
+        agent.terminate()
+        _, errors = agent.communicate(timeout=60)
+    assert agent.returncode == 0, errors[-2000:]
+    assert list(destination.iterdir()) == []  # no temp file, nothing under a final name
+    assert (source / "rec.mxf").read_bytes() == data
