@@ -14,11 +14,11 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.api_state import HEALTH_KEY, STATUS_KEY, STORAGE_KEY, read_table, watch_is_running
+from flows.config import resolve_settings
 from flows.flow_logging import flow_logging
 from fta.board import iso
 from fta.health import Observed, judge
 from fta.probe import probe_with_timeout
-from fta.settings import load_settings
 from fta.storage import storage_report as measure
 from tasks.guard import PROBE_TIMEOUT_SECONDS, emit
 
@@ -26,9 +26,9 @@ log = logging.getLogger("fta.storage")
 
 
 @flow(name="storage-report", persist_result=False, log_prints=False)
-def storage_report(config: dict[str, Any] | None = None) -> dict[str, Any]:
+def storage_report(config: dict[str, Any] | None = None, config_block: str | None = None) -> dict[str, Any]:
     """Measure storage, publish it and the agent's health; returns the seed's storage object."""
-    settings = load_settings(config or {})
+    settings = resolve_settings(config, config_block)
     with flow_logging(settings):
         probe = probe_with_timeout(
             settings.destination_path, settings.require_mount, settings.destination_marker, PROBE_TIMEOUT_SECONDS

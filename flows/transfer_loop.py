@@ -35,6 +35,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.api_state import STATUS_KEY
 from fta.board import IN_FLIGHT, TransferBoard
 from fta.copier import Copier
+from fta.logsetup import configure_logging
 from fta.scanner import scan_source, source_folders
 from fta.settings import Settings
 from fta.stability import ReadinessCheck, StabilityTracker
@@ -73,19 +74,14 @@ class TransferLoop:
         once: bool = False,
         clock: Callable[[], float] = time.monotonic,
         max_cycles: int | None = None,
+        reload: Callable[[], Settings] | None = None,
     ) -> None:
-        self.settings = settings
         self.once = once
         self.max_cycles = max_cycles
         self._clock = clock
+        self._reload = reload
         self.stop = threading.Event()
         tracker = StabilityTracker(settings.file_stable_time_seconds, clock, lock_check=lambda rel: self.readiness(rel))
-        self.readiness = ReadinessCheck(
-            settings.source_path,
-            lambda rel: seen.sig if (seen := tracker.get(rel)) is not None else None,
-            check_writers=settings.check_open_writers,
-            use_lock=settings.stability_lock,
-        )
         self.board = TransferBoard(tracker)
         self.runtime = TransferRuntime(settings, self.board, Copier(settings, clock=clock), self.stop)
         self.summary = LoopSummary()
@@ -96,11 +92,50 @@ class TransferLoop:
         self._probed_ok_at = float("-inf")
         self._published_version = -1
         self._published_at = float("-inf")
+        self._rotate_due = False
+        self._configure(settings)
+
+    def _configure(self, settings: Settings) -> None:
+        """Take (new) settings: everything built from them is rebuilt; copies under way finish as they began."""
+        self.settings = settings
+        tracker = self.board.tracker
+        tracker.stable_seconds = settings.file_stable_time_seconds
+        self.readiness = ReadinessCheck(
+            settings.source_path,
+            lambda rel: seen.sig if (seen := tracker.get(rel)) is not None else None,
+            check_writers=settings.check_open_writers,
+            use_lock=settings.stability_lock,
+        )
+        self.runtime.settings = settings
+        self.runtime.copier = Copier(settings, clock=self._clock)
         self._task = copy_file.with_options(
             retries=settings.max_retry_attempts,
             retry_delay_seconds=settings.retry_delay_seconds,
             tags=[settings.shared_limit_tag] if settings.shared_limit_tag else [],
         )
+
+    def _reconfigure(self) -> None:
+        """Pick up an edited configuration (the TransferConfig block) without a restart."""
+        if self._reload is None:
+            return
+        try:
+            fresh = self._reload()
+        except Exception as exc:  # an invalid edit or an unreachable API keeps the settings in force
+            log.warning("configuration not reloaded, the current one stays in force: %s", exc)
+            return
+        if fresh == self.settings:
+            return
+        changed = [name for name in Settings.model_fields if getattr(fresh, name) != getattr(self.settings, name)]
+        log.info("configuration changed: %s", ", ".join(changed))
+        old = self.settings
+        self._configure(fresh)
+        configure_logging(fresh, console=False)
+        if fresh.max_concurrent_copies != old.max_concurrent_copies:
+            self._rotate_due = True
+        if fresh.shared_limit != old.shared_limit or fresh.shared_limit_tag != old.shared_limit_tag:
+            self._ensure_shared_limit()
+        if fresh.destination_path != old.destination_path or fresh.source_path != old.source_path:
+            self._remove_stale_temp_files()
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -123,16 +158,18 @@ class TransferLoop:
             next_scan = self._clock()
             while not self.stop.is_set():
                 if self._clock() >= next_scan:
+                    self._reconfigure()
                     self._scan()
                     next_scan = self._clock() + self.settings.polling_interval_seconds
                     self.summary.cycles += 1
                 self._collect()
                 if not self._guard():
                     break
-                if runner is None or (submitted >= RUNNER_ROTATION and not self._futures):
+                rotate = self._rotate_due or submitted >= RUNNER_ROTATION
+                if runner is None or (rotate and not self._futures):
                     runner = self._rotate(runner)
-                    submitted = 0
-                if submitted < RUNNER_ROTATION:  # a due rotation first lets the running copies end
+                    submitted, self._rotate_due = 0, False
+                if not (self._rotate_due or submitted >= RUNNER_ROTATION):  # a due rotation lets copies end first
                     submitted += self._submit(runner)
                 self._publish()
                 self._release_results()

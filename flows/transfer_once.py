@@ -11,15 +11,15 @@ from typing import Any
 from prefect import State, flow
 from prefect.states import Completed, Failed
 
+from flows.config import resolve_settings
 from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop
-from fta.settings import load_settings
 
 
 @flow(name="transfer-once", persist_result=False, log_prints=False)
-def transfer_once(config: dict[str, Any] | None = None) -> State[Any]:
+def transfer_once(config: dict[str, Any] | None = None, config_block: str | None = None) -> State[Any]:
     """Move the files present in the source now; Failed when any of them failed."""
-    settings = load_settings(config or {})
+    settings = resolve_settings(config, config_block)
     with flow_logging(settings):
         summary = TransferLoop(settings, once=True).run()
     result = asdict(summary)

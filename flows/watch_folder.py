@@ -7,19 +7,28 @@ from typing import Any
 
 from prefect import flow
 
+from flows.config import resolve_settings
 from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop
-from fta.settings import load_settings
 
 
 @flow(name="watch-folder", persist_result=False, log_prints=False)
-def watch_folder(config: dict[str, Any] | None = None, max_cycles: int | None = None) -> dict[str, Any]:
+def watch_folder(
+    config: dict[str, Any] | None = None, config_block: str | None = None, max_cycles: int | None = None
+) -> dict[str, Any]:
     """Watch the source folder and move every finished file to the destination, verified.
 
-    ``config`` overrides settings (the same names as ``FTA_*`` without the prefix); ``max_cycles`` ends the run
-    after that many scans once nothing is copying (for trials; a watch normally runs until it is stopped).
+    ``config_block`` names a saved TransferConfig block (the deployments use ``default``); its edits take effect
+    within one cycle. ``config`` overrides settings (names as ``FTA_*`` without the prefix). ``max_cycles`` ends
+    the run after that many scans once nothing is copying (for trials; a watch normally runs until stopped).
     """
-    settings = load_settings(config or {})
+    settings = resolve_settings(config, config_block)
     with flow_logging(settings):
-        summary = TransferLoop(settings, once=False, max_cycles=max_cycles).run()
+        loop = TransferLoop(
+            settings,
+            once=False,
+            max_cycles=max_cycles,
+            reload=(lambda: resolve_settings(config, config_block)) if config_block else None,
+        )
+        summary = loop.run()
     return asdict(summary)

@@ -120,6 +120,15 @@ def _run_flow(args: argparse.Namespace, once: bool) -> int:
     return 0 if state.is_completed() else EXIT_FAILED
 
 
+def _up(args: argparse.Namespace, out: TextIO) -> int:
+    settings = settings_from_args(args)  # invalid settings: exit 2 before anything starts
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from deployments.serve import up
+
+    return up(settings)
+
+
 def _watch(args: argparse.Namespace, out: TextIO) -> int:
     return _run_flow(args, once=False)
 
@@ -188,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate and print the effective settings")
     add_settings_options(check)
     check.set_defaults(handler=_check_config)
+
+    run_all = commands.add_parser(
+        "up", help="start a local Prefect server (unless PREFECT_API_URL is set), serve the deployments, watch"
+    )
+    add_settings_options(run_all)
+    run_all.set_defaults(handler=_up)
 
     watch = commands.add_parser("watch", help="watch the source and move finished files until stopped")
     add_settings_options(watch)

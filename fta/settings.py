@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fta.errors import ConfigError
@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     shared_limit: int | None = Field(
         None, ge=1, description="Copies at once across all agents with shared_limit_tag; the agent sets the limit."
     )
+    data_path: Path = Field(
+        Path("fta-data"), description="Where `fta up` keeps its local Prefect server (database, home)."
+    )
+    server_port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server `fta up` starts.")
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="Alerts are POSTed here (Prefect automations); may carry a token, kept secret."
+    )
+    alert_destination_minutes: float = Field(
+        5, gt=0, description="Alert when the destination has been unavailable this many minutes."
+    )
     storage_warning_gb: float = Field(100, ge=0, description="Destination free space below this is a WARNING.")
 
     @field_validator("log_level", mode="before")
@@ -109,7 +119,9 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("syslog_address", "destination_marker", "shared_limit_tag", "shared_limit", mode="before")
+    @field_validator(
+        "syslog_address", "destination_marker", "shared_limit_tag", "shared_limit", "alert_webhook_url", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():

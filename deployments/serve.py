@@ -1,0 +1,208 @@
+"""``fta up``: everything an ingest machine runs, in one command.
+
+Without ``PREFECT_API_URL`` it starts a local Prefect server as a child process (SQLite and Prefect's home in
+``data_path``, bound to 127.0.0.1, analytics off), waits until it answers ``/api/ready``, saves the settings as the
+``TransferConfig`` block ``default`` the first time, registers the served deployments
+
+    watch-folder/agent            started at once; runs until stopped
+    transfer-once/manual          ``prefect deployment run 'transfer-once/manual'``
+    storage-report/every-minute   interval schedule, 60 s
+
+and serves them until Ctrl-C or SIGTERM, then stops the watch run cleanly and the server. With ``PREFECT_API_URL``
+set it uses that server instead. ``prefect.yaml`` declares the same deployments for ``prefect deploy``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from fta.settings import Settings
+
+log = logging.getLogger("fta.up")
+
+CONFIG_BLOCK = "default"
+WATCH = "watch-folder/agent"
+ONCE = "transfer-once/manual"
+REPORT = "storage-report/every-minute"
+REPORT_INTERVAL_SECONDS = 60
+
+
+class LocalServer:
+    """``prefect server start`` as a child process, on loopback, with its database in ``data_path``."""
+
+    def __init__(self, data_path: Path, port: int) -> None:
+        self.home = data_path.resolve() / "prefect"
+        self.port = port
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.port),
+            "PREFECT_UI_API_URL": self.api_url,
+            "PREFECT_SERVER_LOGGING_LEVEL": os.environ.get("PREFECT_SERVER_LOGGING_LEVEL", "WARNING"),
+        }
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.environment()}
+        env.pop("PREFECT_API_URL", None)
+        log_file = (self.home / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us; we stop the server ourselves, after the watch run
+        )
+        log_file.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the Prefect server exited with {self.process.returncode}; see {self.home}/server.log"
+                )
+            if self.ready():
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"the Prefect server did not answer within {timeout:g} s; see {self.home}/server.log")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def ensure_config_block(settings: Settings) -> bool:
+    """Save the settings as the ``default`` TransferConfig block unless it exists; True when it was created."""
+    from blocks.transfer_config import TransferConfig
+
+    try:
+        TransferConfig.load(CONFIG_BLOCK)
+    except ValueError:
+        TransferConfig.from_settings(settings).save(CONFIG_BLOCK)
+        log.info("saved the settings as the TransferConfig block %r", CONFIG_BLOCK)
+        return True
+    log.info("using the TransferConfig block %r (edit it to change the configuration)", CONFIG_BLOCK)
+    return False
+
+
+def build_deployments() -> list[Any]:
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.storage_report import storage_report
+    from flows.transfer_once import transfer_once
+    from flows.watch_folder import watch_folder
+
+    params = {"config_block": CONFIG_BLOCK}
+    module = EntrypointType.MODULE_PATH
+    return [
+        watch_folder.to_deployment(
+            "agent", parameters=params, entrypoint_type=module, description="Watch the source, move finished files."
+        ),
+        transfer_once.to_deployment(
+            "manual", parameters=params, entrypoint_type=module, description="Move what is in the source now."
+        ),
+        storage_report.to_deployment(
+            "every-minute",
+            parameters=params,
+            interval=REPORT_INTERVAL_SECONDS,
+            entrypoint_type=module,
+            description="Free space, reachability and health.",
+        ),
+    ]
+
+
+def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
+    """Once the runner has registered the deployments: one watch run (stale ones of a killed agent are closed)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while not stop.is_set():
+            try:
+                deployment = client.read_deployment_by_name(WATCH)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    log.error("the deployment %s was not registered within %g s", WATCH, timeout)
+                    return
+                stop.wait(0.5)
+        else:
+            return
+        unfinished = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED])
+                )
+            ),
+        )
+        for stale in unfinished:  # this agent serves the deployment alone: an open run is left from a killed agent
+            client.set_flow_run_state(stale.id, Crashed(message="the agent was restarted"), force=True)
+        run = client.create_flow_run_from_deployment(deployment.id)
+        log.info("watch run %s started", run.name)
+        try:  # a first storage report now, not at the next full minute
+            client.create_flow_run_from_deployment(client.read_deployment_by_name(REPORT).id)
+        except Exception as exc:
+            log.warning("first storage report not started: %s", exc)
+
+
+def up(settings: Settings) -> int:
+    """Run the agent with its deployments until Ctrl-C / SIGTERM."""
+    server: LocalServer | None = None
+    if not os.environ.get("PREFECT_API_URL"):
+        server = LocalServer(settings.data_path, settings.server_port)
+        os.environ.update(server.environment())
+        server.start()
+        os.environ["PREFECT_API_URL"] = server.api_url
+        print(f"Prefect server and UI: http://127.0.0.1:{settings.server_port}", flush=True)
+    stop = threading.Event()
+    try:
+        from prefect import serve
+
+        ensure_config_block(settings)
+        deployments = build_deployments()
+        starter = threading.Thread(target=start_watch_run, args=(stop,), name="fta-start-watch", daemon=True)
+        starter.start()
+        serve(*deployments, print_starting_message=True)
+        return 0
+    finally:
+        stop.set()
+        if server is not None:
+            server.stop()

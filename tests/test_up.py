@@ -1,0 +1,73 @@
+"""``fta up`` as an operator runs it: a real local Prefect server, the served deployments, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write
+from tests.prefect_helpers import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fta(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fta.cli", *argv], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    data = tmp_path / "data"
+    options = ["--source", str(source), "--destination", str(destination), "--data-path", str(data)]
+    options += ["--server-port", str(port), "--file-stable-time-seconds", "0.5", "--polling-interval-seconds", "0.2"]
+    options += ["--log-file-path", str(tmp_path / "agent.log"), "--storage-warning-gb", "0"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "fta.cli", "up", *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as agent:
+        try:
+            api = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+            write(source / "cam" / "a.mxf", b"recorded")
+            wait_until(
+                lambda: (destination / "cam" / "a.mxf").exists(), timeout=120, what="the watch run to move a file"
+            )
+            assert not (source / "cam" / "a.mxf").exists()
+            assert (data / "prefect" / "prefect.db").exists()  # the server keeps its database in data_path
+            wait_until(lambda: fta(api, "storage", "--json").returncode == 0, timeout=90, what="a storage report")
+            status = json.loads(fta(api, "status", "--json").stdout)
+            assert [done["file"] for done in status["recentlyCompleted"]] == ["cam/a.mxf"]
+            health = fta(api, "health", "-w", "0", "-c", "0")
+            assert health.returncode == 0, health.stdout
+            assert health.stdout.startswith("FTA OK - ")
+            write(source / "b.mxf", b"manual")
+            run = subprocess.run(
+                [sys.executable, "-m", "prefect", "deployment", "run", "transfer-once/manual"],
+                env=api,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert run.returncode == 0, run.stderr
+            wait_until(lambda: (destination / "b.mxf").exists(), timeout=120, what="the manual run or the watch")
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            output, _ = agent.communicate(timeout=120)
+    assert agent.returncode == 0, output.decode(errors="replace")[-3000:]
+    with socket.socket() as knock, pytest.raises(ConnectionRefusedError):
+        knock.connect(("127.0.0.1", port))  # no server left behind
