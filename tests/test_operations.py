@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -176,3 +177,28 @@ def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None
     assert agent.returncode == 0, errors[-2000:]
     assert list(destination.iterdir()) == []  # no temp file, nothing under a final name
     assert (source / "rec.mxf").read_bytes() == data
+
+
+def test_editing_the_config_block_takes_effect_without_a_restart(
+    source: Path, destination: Path, tmp_path: Path
+) -> None:
+    from blocks.transfer_config import TransferConfig
+    from fta.settings import load_settings
+
+    second = tmp_path / "second"
+    second.mkdir()
+    settings = load_settings(fast_config(source, destination), env_file=None)
+    TransferConfig.from_settings(settings).save("reload-test", overwrite=True)
+    watcher = Background(lambda: watch_folder(config_block="reload-test", return_state=True))
+    try:
+        write(source / "one.mxf", b"1")
+        wait_until((destination / "one.mxf").exists, what="the first file at the first destination")
+        block = cast(TransferConfig, TransferConfig.load("reload-test"))
+        block.destination_path = str(second)
+        block.save("reload-test", overwrite=True)
+        write(source / "two.mxf", b"2")
+        wait_until((second / "two.mxf").exists, what="the second file at the edited destination")
+        assert not (destination / "two.mxf").exists()
+    finally:
+        request_stop()
+        watcher.result()
