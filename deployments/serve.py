@@ -197,6 +197,10 @@ def up(settings: Settings) -> int:
         from prefect import serve
 
         ensure_config_block(settings)
+        from deployments.alerts import ensure_alerts
+        from flows.config import resolve_settings
+
+        ensure_alerts(resolve_settings(None, CONFIG_BLOCK))  # the saved configuration decides the alerts
         deployments = build_deployments()
         starter = threading.Thread(target=start_watch_run, args=(stop,), name="fta-start-watch", daemon=True)
         starter.start()

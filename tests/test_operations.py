@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -202,3 +202,71 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
     finally:
         request_stop()
         watcher.result()
+
+
+class _Receiver:
+    """A real HTTP server on 127.0.0.1 that keeps every POST body."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        bodies: list[dict[str, Any]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                bodies.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = bodies
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts?token=secret"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    alerts = _Receiver()
+    yield alerts
+    alerts.close()
+
+
+def test_webhook_alerts_for_a_failed_copy_and_low_storage(source: Path, destination: Path, receiver: _Receiver) -> None:
+    from prefect.automations import Automation
+
+    from deployments.alerts import ensure_alerts
+    from fta.settings import load_settings
+
+    config = fast_config(source, destination, alert_webhook_url=receiver.url, max_retry_attempts=0)
+    created = ensure_alerts(load_settings(config, env_file=None))
+    assert len(created) == 4
+    assert len(ensure_alerts(load_settings(config, env_file=None))) == 4  # idempotent: replaced, not doubled
+    assert all(cast(Automation, Automation.read(name=name)).name == name for name in created)
+
+    write(destination / "clips", b"a file where a folder is needed")
+    write(source / "clips" / "a.mxf", b"x")
+    assert transfer_once(config=config, return_state=True).is_failed()
+    wait_until(lambda: any(b.get("alert") == "copy failed" for b in receiver.bodies), what="the copy-failed POST")
+    failed = next(b for b in receiver.bodies if b["alert"] == "copy failed")
+    assert failed["file"] == "clips/a.mxf"
+    assert "ENOTDIR" in failed["reason"]
+    assert failed["time"]
+
+    storage_report(config={**config, "storage_warning_gb": 10**9})
+    wait_until(lambda: any(b.get("alert") == "storage low" for b in receiver.bodies), what="the storage-low POST")
+    low = next(b for b in receiver.bodies if b["alert"] == "storage low")
+    assert "below" in low["reason"] and low["file"] == str(destination)
+
+    assert ensure_alerts(load_settings(fast_config(source, destination), env_file=None)) == []
+    with pytest.raises(ValueError):
+        cast(Automation, Automation.read(name=created[0]))
