@@ -7,7 +7,7 @@ each POSTing a small JSON object (``alert``, ``file``, ``reason``, ``time``) to 
     fta: destination unavailable  ``fta.destination.unavailable`` not followed by ``fta.destination.restored``
                                   within ``alert_destination_minutes``
     fta: storage low              ``fta.storage.low`` (the storage report, every minute while it lasts)
-    fta: watch run crashed        a ``watch-folder`` flow run enters Crashed
+    fta: watch run crashed        a ``watch-folder`` flow run enters Crashed or Failed
 Without the URL the four automations are removed, so alerts follow the configuration.
 """
 
@@ -90,7 +90,7 @@ def definitions(settings: Settings) -> dict[str, tuple[Any, str]]:
         ),
         "watch run crashed": (
             EventTrigger(
-                expect={"prefect.flow-run.Crashed"},
+                expect={"prefect.flow-run.Crashed", "prefect.flow-run.Failed"},
                 match_related={"prefect.resource.role": "flow", "prefect.resource.name": "watch-folder"},
                 posture=Posture.Reactive,
                 threshold=1,

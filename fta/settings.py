@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         None, description="Alerts are POSTed here (Prefect automations); may carry a token, kept secret."
     )
     alert_destination_minutes: float = Field(
-        5, gt=0, description="Alert when the destination has been unavailable this many minutes."
+        5, ge=10 / 60, description="Alert when the destination has been unavailable this many minutes (>= 10 s)."
     )
     storage_warning_gb: float = Field(100, ge=0, description="Destination free space below this is a WARNING.")
 

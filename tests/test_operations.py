@@ -270,3 +270,50 @@ def test_webhook_alerts_for_a_failed_copy_and_low_storage(source: Path, destinat
     assert ensure_alerts(load_settings(fast_config(source, destination), env_file=None)) == []
     with pytest.raises(ValueError):
         cast(Automation, Automation.read(name=created[0]))
+
+
+def test_webhook_alert_when_the_destination_stays_unavailable(
+    source: Path, tmp_path: Path, receiver: _Receiver
+) -> None:
+    from deployments.alerts import ensure_alerts
+    from fta.settings import load_settings
+
+    nas = tmp_path / "nas"
+    config = fast_config(source, nas, alert_webhook_url=receiver.url, alert_destination_minutes=0.17)
+    ensure_alerts(load_settings(config, env_file=None))
+    write(source / "a.mxf", b"a")
+    once = Background(lambda: transfer_once(config=config, return_state=True))
+    try:
+        wait_until(
+            lambda: any(b.get("alert", "").startswith("destination unavailable") for b in receiver.bodies),
+            timeout=90,
+            what="the destination-unavailable POST",
+        )
+    finally:
+        nas.mkdir()
+        assert once.result().is_completed()
+    alert = next(b for b in receiver.bodies if b["alert"].startswith("destination unavailable"))
+    assert alert["file"] == str(nas)
+
+
+def test_webhook_alert_when_the_watch_run_crashes(
+    source: Path, destination: Path, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deployments.alerts import ensure_alerts
+    from flows.transfer_loop import TransferLoop
+    from fta.settings import load_settings
+
+    config = fast_config(source, destination, alert_webhook_url=receiver.url)
+    ensure_alerts(load_settings(config, env_file=None))
+
+    def crash(self: TransferLoop) -> None:
+        raise KeyboardInterrupt  # what an abrupt interruption of the process looks like to the flow engine
+
+    monkeypatch.setattr(TransferLoop, "_scan", crash)
+    watcher = Background(lambda: watch_folder(config=config, return_state=True))
+    with pytest.raises(KeyboardInterrupt):
+        watcher.result()
+    wait_until(lambda: any(b.get("alert") == "watch run crashed" for b in receiver.bodies), what="the crash POST")
+    crashed = next(b for b in receiver.bodies if b["alert"] == "watch run crashed")
+    assert crashed["file"]  # the flow run's name
+    assert crashed["time"]
