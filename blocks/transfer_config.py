@@ -51,6 +51,7 @@ class TransferConfig(Block):
     storage_warning_gb: float | None = Field(None, description="Destination free GB below this is a WARNING.")
     data_path: str | None = Field(None, description="Where `fta up` keeps its local Prefect server.")
     server_port: int | None = Field(None, description="Port of the local Prefect server `fta up` starts.")
+    metrics_port: int | None = Field(None, description="Prometheus metrics on 127.0.0.1 at this port (0: off).")
     alert_webhook_url: SecretStr | None = Field(None, description="Where alerts are POSTed (may carry a token).")
     alert_destination_minutes: float | None = Field(
         None, description="Alert when the destination has been unavailable this many minutes."

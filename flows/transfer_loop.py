@@ -33,6 +33,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.api_state import STATUS_KEY
+from fta import metrics
 from fta.board import IN_FLIGHT, TransferBoard
 from fta.copier import Copier
 from fta.logsetup import configure_logging
@@ -153,6 +154,7 @@ class TransferLoop:
         runner: ThreadPoolTaskRunner[Any] | None = None
         submitted = 0
         try:
+            self._serve_metrics()
             self._ensure_shared_limit()
             self._remove_stale_temp_files()
             next_scan = self._clock()
@@ -329,6 +331,15 @@ class TransferLoop:
         folders = source_folders(self.settings.source_path, self.settings.exclude)
         self.runtime.copier.remove_stale_temp_files(folders)
 
+    def _serve_metrics(self) -> None:
+        try:
+            port = metrics.serve_metrics(self.settings.metrics_port)
+        except OSError as exc:  # another agent on this machine has the port: run without metrics
+            log.warning("metrics not served on 127.0.0.1:%d: %s", self.settings.metrics_port, exc)
+            return
+        if port is not None:
+            log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
+
     def _ensure_shared_limit(self) -> None:
         """Create (or update) the tag concurrency limit shared by the agents writing to one NAS."""
         tag, limit = self.settings.shared_limit_tag, self.settings.shared_limit
@@ -351,6 +362,7 @@ class TransferLoop:
         """The status artifact (stable key), when something changed, at most about once a second."""
         version = self.board.version
         now = self._clock()
+        metrics.record_counts(self.board.counts())
         if version == self._published_version or (not force and now - self._published_at < 1.0):
             return
         if FlowRunContext.get() is None:

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
         Path("fta-data"), description="Where `fta up` keeps its local Prefect server (database, home)."
     )
     server_port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server `fta up` starts.")
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Prometheus metrics on 127.0.0.1 at this port (0: off)."
+    )
     alert_webhook_url: SecretStr | None = Field(
         None, description="Alerts are POSTed here (Prefect automations); may carry a token, kept secret."
     )

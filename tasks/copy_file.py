@@ -25,6 +25,7 @@ from prefect.runtime import task_run as current_task_run
 from prefect.states import Cancelled, Completed
 from prefect.tasks import Task
 
+from fta import metrics
 from fta.copier import CopyResult
 from fta.errors import CopyInterrupted, DestinationUnavailable
 from tasks.runtime import TransferRuntime
@@ -149,6 +150,7 @@ def copy_file(rel: str, runtime: TransferRuntime) -> State[Any]:
         return Cancelled(name="Interrupted", message="agent stopping; temp file removed, the file stays in the source")
     except Exception as exc:
         if attempt > retries:
+            metrics.FILES_FAILED.inc()
             audit("failed", rel, runtime, error=str(exc))
             log.error("%s failed after %d attempts: %s", rel, attempt, exc)
             board.failed(rel, str(exc))
@@ -162,6 +164,10 @@ def copy_file(rel: str, runtime: TransferRuntime) -> State[Any]:
         board.back_to_waiting(rel, restart_timer=True, reason="changed during the copy")
         return Cancelled(name="Changed", message="the source changed during the copy; it waits until stable again")
     audit(result.outcome, rel, runtime, result)
+    metrics.FILES_COMPLETED.inc()
+    metrics.COPY_SECONDS.observe(result.seconds)
+    if result.outcome == "copied":
+        metrics.BYTES_MOVED.inc(result.size)
     board.completed(rel, str(result.destination))
     info = summary(result)
     log.info("completed %s -> %s (%d bytes, %.1f MB/s)", rel, result.destination, result.size, result.mb_per_s)

@@ -17,6 +17,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from fta import metrics
 from fta.paths import agent_id
 from fta.probe import ProbeResult, probe_with_timeout
 from fta.settings import Settings
@@ -46,6 +47,7 @@ def check_destination(settings: Settings, needed_bytes: int | None = None) -> Pr
     probe = probe_with_timeout(
         settings.destination_path, settings.require_mount, settings.destination_marker, PROBE_TIMEOUT_SECONDS
     )
+    metrics.record_probe(probe.ok, probe.free_bytes)
     if probe.ok and needed_bytes and probe.free_bytes is not None and probe.free_bytes < needed_bytes:
         return ProbeResult(
             False,

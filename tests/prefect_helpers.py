@@ -28,6 +28,7 @@ def fast_config(source: Path, destination: Path, **overrides: Any) -> dict[str, 
         "retry_delay_seconds": 0,
         "max_retry_attempts": 2,
         "log_file_path": "",
+        "metrics_port": 0,
     }
     config.update(overrides)
     return config

@@ -317,3 +317,42 @@ def test_webhook_alert_when_the_watch_run_crashes(
     crashed = next(b for b in receiver.bodies if b["alert"] == "watch run crashed")
     assert crashed["file"]  # the flow run's name
     assert crashed["time"]
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
+def test_prometheus_metrics(source: Path, destination: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = fast_config(source, destination, metrics_port=port)
+    from fta import metrics
+
+    assert metrics.serve_metrics(port) == port
+    scrape = f"http://127.0.0.1:{port}/metrics"
+
+    def read() -> str:
+        with urllib.request.urlopen(scrape, timeout=10) as answer:
+            return str(answer.read().decode())
+
+    before = read()
+    write(source / "a.mxf", b"x" * 1000)
+    write(source / "b.mxf", b"y" * 500)
+    assert transfer_once(config=config, return_state=True).is_completed()
+    after = read()
+    assert _metric(after, "fta_files_completed_total") - _metric(before, "fta_files_completed_total") == 2
+    assert _metric(after, "fta_bytes_moved_total") - _metric(before, "fta_bytes_moved_total") == 1500
+    assert _metric(after, "fta_copy_duration_seconds_count") - _metric(before, "fta_copy_duration_seconds_count") == 2
+    assert _metric(after, "fta_destination_reachable") == 1.0
+    assert _metric(after, "fta_destination_free_bytes") > 0
+    assert _metric(after, "fta_queue_length") == 0
+    assert _metric(after, "process_resident_memory_bytes") > 0
+    assert "process_cpu_seconds_total" in after
