@@ -50,3 +50,26 @@ def test_prefect_yaml_matches_the_served_deployments() -> None:
         "every-minute": "storage-report",
     }
     assert ours["every-minute"]["intervals"] == [float(REPORT_INTERVAL_SECONDS)]
+
+
+def test_service_files_only_use_real_settings_and_the_declared_pool() -> None:
+    import re
+
+    from fta.settings import ENV_PREFIX, Settings
+
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    manifests = list(yaml.safe_load_all((ROOT / "deployments" / "k8s" / "fta-worker.yaml").read_text()))
+    assert {doc["kind"] for doc in manifests} == {"ConfigMap", "Secret", "Deployment"}
+    used = set()
+    for doc in manifests:
+        used |= {key for key in {**doc.get("data", {}), **doc.get("stringData", {})} if key.startswith(ENV_PREFIX)}
+    dockerfile = (ROOT / "deployments" / "Dockerfile").read_text()
+    unit = (ROOT / "deployments" / "systemd" / "fta.service").read_text()
+    used |= set(re.findall(r"\b(FTA_[A-Z_]+)=", dockerfile + unit))
+    assert used and used <= known  # an unknown FTA_ key would stop the agent at start (exit 2)
+    pool = yaml.safe_load((ROOT / "prefect.yaml").read_text())["definitions"]["work_pool"]["name"]
+    worker = next(doc for doc in manifests if doc["kind"] == "Deployment")
+    command = worker["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--pool") + 1] == pool
+    assert re.search(r"^ExecStart=\S+/fta up$", unit, re.M)
+    assert re.search(r"^HEALTHCHECK .*fta health", dockerfile, re.M | re.S)
