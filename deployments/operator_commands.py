@@ -36,11 +36,15 @@ def status(as_json: bool, out: TextIO) -> int:
     if not view["allInProgress"]:
         print("copying: -", file=out)
     print("recently completed:", file=out)
-    for done in view["recentlyCompleted"] or [{"file": "-", "completedAt": ""}]:
-        print(f"  {done['completedAt'] or '':<25} {done['file']}", file=out)
+    for done in view["recentlyCompleted"]:
+        print(f"  {done['completedAt']}  {done['file']}", file=out)
+    if not view["recentlyCompleted"]:
+        print("  -", file=out)
     print("failed:", file=out)
-    for failed in view["failedFiles"] or [{"file": "-", "failedAt": "", "error": ""}]:
-        print(f"  {failed['failedAt'] or '':<25} {failed['file']}  {failed['error'] or ''}", file=out)
+    for failed in view["failedFiles"]:
+        print(f"  {failed['failedAt']}  {failed['file']}: {failed['error']}", file=out)
+    if not view["failedFiles"]:
+        print("  -", file=out)
     return 0
 
 
