@@ -14,8 +14,10 @@ set it uses that server instead. ``prefect.yaml`` declares the same deployments 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -183,6 +185,46 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
             log.warning("first storage report not started: %s", exc)
 
 
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is ``parent`` (Linux ``/proc``)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(entry))
+    return children
+
+
+def stop_flow_runs(keep: set[int], timeout: float = 90.0) -> None:
+    """SIGTERM every flow-run process the runner started (they end their copies cleanly), then wait for them."""
+    pids = [pid for pid in child_pids(os.getpid()) if pid not in keep]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if _alive(pid)]
+        time.sleep(0.2)
+    for pid in pids:
+        log.warning("flow-run process %d did not stop within %g s; killing it", pid, timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return waited == 0
+
+
 def up(settings: Settings) -> int:
     """Run the agent with its deployments until Ctrl-C / SIGTERM."""
     server: LocalServer | None = None
@@ -208,5 +250,6 @@ def up(settings: Settings) -> int:
         return 0
     finally:
         stop.set()
+        stop_flow_runs(keep={server.process.pid} if server is not None and server.process is not None else set())
         if server is not None:
             server.stop()

@@ -12,10 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from deployments.serve import child_pids
 from tests.conftest import write
 from tests.prefect_helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def free_port() -> int:
@@ -65,9 +73,14 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
             )
             assert run.returncode == 0, run.stderr
             wait_until(lambda: (destination / "b.mxf").exists(), timeout=120, what="the manual run or the watch")
+            runs = [
+                pid for pid in child_pids(agent.pid) if "prefect" not in _cmdline(pid) or "server" not in _cmdline(pid)
+            ]
+            assert runs  # the watch run's process
         finally:
             agent.send_signal(signal.SIGTERM)
             output, _ = agent.communicate(timeout=120)
     assert agent.returncode == 0, output.decode(errors="replace")[-3000:]
+    assert not [pid for pid in runs if Path(f"/proc/{pid}").exists()]  # flow-run processes stopped too
     with socket.socket() as knock, pytest.raises(ConnectionRefusedError):
         knock.connect(("127.0.0.1", port))  # no server left behind
