@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +33,13 @@ def _why(exc: OSError) -> str:
     return f"{errno.errorcode.get(exc.errno or 0, 'error')} {exc.strerror or exc}"
 
 
+def probe_name() -> str:
+    """One name per host: a probe file left by a killed agent is reused and removed by the next probe."""
+    return PROBE_PREFIX + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def _write_probe(root: Path) -> None:
-    probe = root / f"{PROBE_PREFIX}{os.getpid()}-{threading.get_ident()}"
+    probe = root / probe_name()
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, b"fta")

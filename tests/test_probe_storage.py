@@ -133,3 +133,11 @@ def test_storage_of_a_vanished_source(tmp_path: Path) -> None:
     report = storage_report(tmp_path / "gone", ProbeResult(True, None, 500 * 10**9), warning_gb=100)
     assert report.source_free_gb == -1
     assert report.status == "OK"
+
+
+def test_a_probe_file_left_by_a_killed_agent_is_cleaned_by_the_next_probe(destination: Path) -> None:
+    from fta.probe import probe_name
+
+    write(destination / probe_name(), b"left behind by kill -9")
+    assert probe_destination(destination).ok
+    assert list(destination.iterdir()) == []
