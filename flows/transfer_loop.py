@@ -192,8 +192,19 @@ class TransferLoop:
             return True
         if not self.once or self._sweep is None:
             return False
-        left = [rel for rel in self._sweep if self.board.status_of(rel) is not None]
+        left = [
+            rel for rel in self._sweep if self.board.status_of(rel) is not None and not self._empty_and_settled(rel)
+        ]
         return not left and not self._futures
+
+    def _empty_and_settled(self, rel: str) -> bool:
+        """A zero-byte file never becomes ready; once it has stayed empty for the stable time a sweep leaves it."""
+        seen = self.board.tracker.get(rel)
+        return (
+            seen is not None
+            and seen.sig.size == 0
+            and self._clock() - seen.unchanged_since >= self.settings.file_stable_time_seconds
+        )
 
     def _scan(self) -> None:
         try:

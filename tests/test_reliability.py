@@ -88,3 +88,106 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(source: Path, des
         f"\n200 files, 20 kills (-9), {kills_mid_copy} of them with a copy under way; "
         f"{sum(p.stat().st_size for p in destination.rglob('*') if p.is_file())} bytes compared"
     )
+
+
+HOSTILE = [
+    "caf\u00e9.mxf",  # NFC
+    "cafe\u0301.mxf",  # NFD: another name on Linux, another file
+    "with space.mxf",
+    "new\nline.mxf",
+    "-rf.mxf",
+    "--help",
+    "100%d%s%n.mxf",
+    "Clip.mxf",
+    "clip.mxf",  # differs only in case
+    "'quote\"s'.mxf",
+    "tab\there.mxf",
+    "\u65e5\u672c\u8a9e\u306e\u540d\u524d.mxf",
+]
+
+
+def test_hostile_names_and_special_files(source: Path, destination: Path, tmp_path: Path, api_url: str) -> None:
+    import socket as sockets
+
+    from flows.transfer_once import transfer_once
+    from tests.prefect_helpers import fast_config
+
+    expected: dict[str, str] = {}
+    for index, name in enumerate(HOSTILE):
+        path = write(source / "odd" / name, f"content {index}".encode())
+        expected[f"odd/{name}"] = hash_file(path)
+    deep = source.joinpath(*[f"level{i}" for i in range(40)]) / "deep.mxf"
+    expected[deep.relative_to(source).as_posix()] = hash_file(write(deep, b"deep"))
+    long_name = "x" * 251 + ".mxf"  # 255 bytes; the destination already has a different file of that name
+    expected[long_name] = hash_file(write(source / long_name, b"new long"))
+    write(destination / long_name, b"old long")
+    outside = write(tmp_path / "outside" / "secret.mxf", b"not ours")
+    (source / "link.mxf").symlink_to(outside)
+    (source / "linkdir").symlink_to(outside.parent, target_is_directory=True)
+    os.mkfifo(source / "pipe.mxf")
+    unix = sockets.socket(sockets.AF_UNIX)
+    unix.bind(str(source / "sock.mxf"))
+    write(source / "empty.mxf", b"")
+
+    state = transfer_once(config=fast_config(source, destination), return_state=True)
+    unix.close()
+    assert state.is_completed(), state.message
+    arrived = {p.relative_to(destination).as_posix(): p for p in destination.rglob("*") if p.is_file()}
+    shortened = [name for name in arrived if name.endswith("_1.mxf") and name.startswith("xxx")]
+    assert len(shortened) == 1 and len(shortened[0].encode()) == 255
+    assert arrived.pop(shortened[0]).read_bytes() == b"new long"
+    assert arrived.pop(long_name).read_bytes() == b"old long"
+    expected.pop(long_name)
+    assert {name: hash_file(path) for name, path in arrived.items()} == expected
+    assert outside.read_bytes() == b"not ours"  # symlinks are not followed, nor moved
+    left = sorted(p.name for p in source.rglob("*") if not p.is_dir() or p.is_symlink())
+    assert left == ["empty.mxf", "link.mxf", "linkdir", "pipe.mxf", "sock.mxf"]
+
+
+def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path, api_url: str) -> None:
+    """Root reads everything, so the agent runs as ``nobody`` here: the one file it cannot read stays and fails."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the agent as an unprivileged user")
+    base = tmp_path / "unprivileged"
+    source, destination, home = base / "source", base / "destination", base / "home"
+    for folder in (source, destination, home):
+        folder.mkdir(parents=True)
+    readable = write(source / "ok.mxf", b"readable")
+    secret = write(source / "secret.mxf", b"root only")
+    secret.chmod(0o600)
+    for path in (base, tmp_path, *tmp_path.parents):
+        if path != Path("/"):
+            path.chmod(path.stat().st_mode | 0o005)  # nobody may traverse to it
+    for path in (source, destination, home):
+        path.chmod(0o777)
+    readable.chmod(0o666)
+    options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.2"]
+    options += ["--polling-interval-seconds", "0.1", "--log-file-path", "", "--metrics-port", "0"]
+    options += ["--max-retry-attempts", "1", "--retry-delay-seconds", "0"]
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home), "HOME": str(home)}
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "fta.cli",
+            "once",
+            *options,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=home,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]  # a file failed
+    assert (destination / "ok.mxf").read_bytes() == b"readable"
+    assert not readable.exists()
+    assert secret.read_bytes() == b"root only"  # kept, untouched
+    assert not (destination / "secret.mxf").exists()
+    assert "EACCES" in done.stderr or "Permission denied" in done.stderr
