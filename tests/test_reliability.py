@@ -191,3 +191,50 @@ def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path, ap
     assert secret.read_bytes() == b"root only"  # kept, untouched
     assert not (destination / "secret.mxf").exists()
     assert "EACCES" in done.stderr or "Permission denied" in done.stderr
+
+
+@pytest.mark.timeout(600)
+def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: Path, tmp_path: Path) -> None:
+    import socket as sockets
+
+    from deployments.serve import LocalServer
+
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = LocalServer(tmp_path / "server", port)
+    server.start()
+    options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.3"]
+    options += ["--polling-interval-seconds", "0.2", "--log-file-path", "", "--metrics-port", "0"]
+    env = {**os.environ, "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(tmp_path / "home")}
+    log_path = tmp_path / "agent.out"
+    with (
+        log_path.open("wb") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "fta.cli", "watch", *options], env=env, stdout=out, stderr=subprocess.STDOUT
+        ) as agent,
+    ):
+        try:
+            write(source / "before.mxf", b"before")
+            wait_until((destination / "before.mxf").exists, timeout=120, what="a file moved with the server up")
+            server.stop()
+            quick = {**env, "PREFECT_CLIENT_MAX_RETRIES": "0"}
+            health = subprocess.run(
+                [sys.executable, "-m", "fta.cli", "health"], env=quick, capture_output=True, text=True, timeout=300
+            )
+            assert health.returncode == 3 and health.stdout.startswith("FTA UNKNOWN - "), health.stdout
+            write(source / "during.mxf", b"during")  # no task run can be recorded now: it waits in the source
+            server.start()
+            write(source / "after.mxf", b"after")
+            wait_until((destination / "after.mxf").exists, timeout=180, what="a file moved after the restart")
+            wait_until((destination / "during.mxf").exists, timeout=180, what="the file written during the outage")
+            assert agent.poll() is None  # the watch run rode out the outage
+        finally:
+            if agent.poll() is None:
+                agent.send_signal(signal.SIGTERM)
+                agent.wait(120)
+            server.stop()
+    moved = {p.name for p in destination.iterdir()}
+    waiting = {p.name for p in source.iterdir()}
+    assert moved | waiting == {"before.mxf", "during.mxf", "after.mxf"} and not moved & waiting
+    assert not any(temp_owner(name) for name in moved)
