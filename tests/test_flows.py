@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,10 @@ def test_destination_vanishing_mid_copy_defers_the_file_until_it_is_back(
     assert list(nas.iterdir()) == []  # nothing was written into the bare mount point
     assert (source / "clips" / "a.mxf").read_bytes() == data
     mount_tmpfs(nas, "64m")
+    remounted = time.monotonic()
+    wait_until((nas / "clips" / "a.mxf").exists, what="the copy after the remount")
+    resumed = time.monotonic() - remounted
+    print(f"\nresumed {resumed:.2f} s after the remount (global_retry_delay 0.2 s + poll 0.1 s + an 8 MiB copy)")
     state = once.result()
     assert state.is_completed()
     assert (nas / "clips" / "a.mxf").read_bytes() == data

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import io
+import logging
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from fta.copier import hash_file
 from fta.paths import temp_owner
-from tests.conftest import write
+from tests.conftest import Mount, write
 from tests.prefect_helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -238,3 +241,97 @@ def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: P
     waiting = {p.name for p in source.iterdir()}
     assert moved | waiting == {"before.mxf", "during.mxf", "after.mxf"} and not moved & waiting
     assert not any(temp_owner(name) for name in moved)
+
+
+def test_full_destination_waits_and_resumes_when_space_is_freed(
+    source: Path, tmpfs: Mount, api_url: str, tmp_path: Path
+) -> None:
+    from flows.storage_report import storage_report
+    from flows.transfer_once import transfer_once
+    from fta.cli import main
+    from tests.prefect_helpers import Background, fast_config, runs_by_name
+
+    nas = tmpfs("1m")
+    data = os.urandom(3 * 1024 * 1024)  # three times what fits
+    write(source / "big.mxf", data)
+    config = fast_config(source, nas, storage_warning_gb=1)
+    lines: list[str] = []
+    watcher = logging.getLogger("fta")
+    handler = _Collect(lines)
+    watcher.addHandler(handler)
+    try:
+        once = Background(lambda: transfer_once(config=config, return_state=True))
+        wait_until(lambda: any("destination full" in line for line in lines), what="the guard to wait for room")
+        storage_report(config=config)
+        status = main(["storage", "--json"], out=io.StringIO())
+        assert status in (1, 2)  # WARNING (low) or ERROR (no room for even the probe)
+        assert (source / "big.mxf").read_bytes() == data and list(nas.iterdir()) == []
+        subprocess.run(["mount", "-o", "remount,size=16m", str(nas)], check=True)  # space is freed
+        state = once.result(timeout=120)
+    finally:
+        watcher.removeHandler(handler)
+    assert state.is_completed()
+    assert (nas / "big.mxf").read_bytes() == data
+    runs = runs_by_name(state.state_details.flow_run_id, expect=2)
+    assert all(run.state is not None and run.state.type.value != "FAILED" for named in runs.values() for run in named)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
+    source: Path, destination: Path, api_url: str
+) -> None:
+    """A recorder keeps its file open through a long pause: the file waits; it is moved whole once closed."""
+    from flows.transfer_loop import request_stop
+    from flows.watch_folder import watch_folder
+    from tests.conftest import other_process
+    from tests.prefect_helpers import Background, fast_config
+
+    clip = source / "rec.mxf"
+    code = (
+        "import sys\n"
+        "f = open(sys.argv[1], 'ab')\n"
+        "f.write(b'first half ' * 1000); f.flush()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"  # the pause lasts until the test ends it
+        "f.write(b'second half' * 1000); f.close()\n"
+    )
+    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    try:
+        with other_process(code, str(clip)):
+            pause = threading.Event()
+            pause.wait(3 * 0.5 + 1.0)  # the recorder's pause: longer than the stable time (0.5 s), several scans
+            assert list(destination.iterdir()) == []  # nothing moved while the recorder holds the file
+        wait_until((destination / "rec.mxf").exists, what="the finished recording to be moved")
+        assert (destination / "rec.mxf").read_bytes() == b"first half " * 1000 + b"second half" * 1000
+        assert not clip.exists()
+    finally:
+        request_stop()
+        watcher.result()
+
+
+def test_source_deleted_during_its_copy_is_simply_gone(
+    source: Path, destination: Path, api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fta.copier as copier_module
+    from flows.transfer_once import transfer_once
+    from tests.prefect_helpers import fast_config
+
+    clip = write(source / "a.mxf", os.urandom(8 * 1024 * 1024 + 10))
+    real = copier_module.Copier._write
+
+    def operator_deletes_it(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
+        real(self, fd, chunk)
+        clip.unlink(missing_ok=True)
+
+    monkeypatch.setattr(copier_module.Copier, "_write", operator_deletes_it)
+    state = transfer_once(config=fast_config(source, destination), return_state=True)
+    assert state.is_completed()
+    assert list(destination.iterdir()) == []  # no partial copy under any name
