@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -136,3 +137,26 @@ def other_process(code: str, *args: str) -> Iterator[None]:
         finally:
             proc.stdin.close()
             proc.wait(timeout=30)
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def fta_log() -> Iterator[list[str]]:
+    """Messages of the agent's own loggers during the test."""
+    lines: list[str] = []
+    handler = _Lines(lines)
+    logger = logging.getLogger("fta")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(previous)

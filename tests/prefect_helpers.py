@@ -119,3 +119,18 @@ def message(run: TaskRun) -> str:
 def state_name(run: TaskRun) -> str:
     """The run's state name (Completed, Failed, Deferred, Changed, ...)."""
     return (run.state.name if run.state is not None else None) or ""
+
+
+def slow_agent(seconds_per_write: float) -> str:
+    """``python -c`` code: the ``fta`` command with every chunk write slowed down (a slow NAS, a window to kill in)."""
+    return (
+        "import sys, time\n"
+        "import fta.copier as copier\n"
+        "real = copier.Copier._write\n"
+        "def slow(self, fd, data):\n"
+        "    real(self, fd, data)\n"
+        f"    time.sleep({seconds_per_write!r})\n"
+        "copier.Copier._write = slow\n"
+        "from fta.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )

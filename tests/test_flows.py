@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -41,29 +40,6 @@ pytestmark = pytest.mark.e2e
 def prefect_server() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=60):
         yield
-
-
-class _Lines(logging.Handler):
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__()
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def fta_log() -> Iterator[list[str]]:
-    """Messages of the agent's own loggers during the test."""
-    lines: list[str] = []
-    handler = _Lines(lines)
-    logger = logging.getLogger("fta")
-    logger.addHandler(handler)
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
 
 
 def run_once(config: dict[str, Any]) -> Any:

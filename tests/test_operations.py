@@ -20,7 +20,7 @@ from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta.cli import main
 from tests.conftest import write
-from tests.prefect_helpers import Background, fast_config, wait_until
+from tests.prefect_helpers import Background, fast_config, slow_agent, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -145,17 +145,7 @@ def test_fta_once_exit_codes(source: Path, destination: Path) -> None:
     assert fta("once", *options[:2], "--destination", str(source / "inside"))[0] == 2
 
 
-SLOW_AGENT = """
-import sys, time
-import fta.copier as copier
-real = copier.Copier._write
-def slow(self, fd, data):
-    real(self, fd, data)
-    time.sleep(0.3)
-copier.Copier._write = slow
-from fta.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+SLOW_AGENT = slow_agent(0.3)
 
 
 def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-import logging
 import os
 import random
 import signal
@@ -20,22 +19,11 @@ from prefect.testing.utilities import prefect_test_harness
 from fta.copier import hash_file
 from fta.paths import temp_owner
 from tests.conftest import Mount, write
-from tests.prefect_helpers import wait_until
+from tests.prefect_helpers import slow_agent, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-# The agent as a separate process, each write slowed down so that a kill often lands in the middle of a copy.
-SLOW_AGENT = """
-import sys, time
-import fta.copier as copier
-real = copier.Copier._write
-def slow(self, fd, data):
-    real(self, fd, data)
-    time.sleep(0.02)
-copier.Copier._write = slow
-from fta.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+SLOW_AGENT = slow_agent(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +232,7 @@ def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: P
 
 
 def test_full_destination_waits_and_resumes_when_space_is_freed(
-    source: Path, tmpfs: Mount, api_url: str, tmp_path: Path
+    source: Path, tmpfs: Mount, api_url: str, fta_log: list[str]
 ) -> None:
     from flows.storage_report import storage_report
     from flows.transfer_once import transfer_once
@@ -255,34 +243,18 @@ def test_full_destination_waits_and_resumes_when_space_is_freed(
     data = os.urandom(3 * 1024 * 1024)  # three times what fits
     write(source / "big.mxf", data)
     config = fast_config(source, nas, storage_warning_gb=1)
-    lines: list[str] = []
-    watcher = logging.getLogger("fta")
-    handler = _Collect(lines)
-    watcher.addHandler(handler)
-    try:
-        once = Background(lambda: transfer_once(config=config, return_state=True))
-        wait_until(lambda: any("destination full" in line for line in lines), what="the guard to wait for room")
-        storage_report(config=config)
-        status = main(["storage", "--json"], out=io.StringIO())
-        assert status in (1, 2)  # WARNING (low) or ERROR (no room for even the probe)
-        assert (source / "big.mxf").read_bytes() == data and list(nas.iterdir()) == []
-        subprocess.run(["mount", "-o", "remount,size=16m", str(nas)], check=True)  # space is freed
-        state = once.result(timeout=120)
-    finally:
-        watcher.removeHandler(handler)
+    once = Background(lambda: transfer_once(config=config, return_state=True))
+    wait_until(lambda: any("destination full" in line for line in fta_log), what="the guard to wait for room")
+    storage_report(config=config)
+    status = main(["storage", "--json"], out=io.StringIO())
+    assert status in (1, 2)  # WARNING (low) or ERROR (no room for even the probe)
+    assert (source / "big.mxf").read_bytes() == data and list(nas.iterdir()) == []
+    subprocess.run(["mount", "-o", "remount,size=16m", str(nas)], check=True)  # space is freed
+    state = once.result(timeout=120)
     assert state.is_completed()
     assert (nas / "big.mxf").read_bytes() == data
     runs = runs_by_name(state.state_details.flow_run_id, expect=2)
     assert all(run.state is not None and run.state.type.value != "FAILED" for named in runs.values() for run in named)
-
-
-class _Collect(logging.Handler):
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__()
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
