@@ -5,9 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from itertools import islice
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fta import paths
 from fta.copier import Copier, CopyResult, hash_file
@@ -418,3 +421,36 @@ def test_an_unmapped_os_error_is_still_a_per_file_error(
     with pytest.raises(FileIOError, match="Too many links"):
         Copier(make_settings()).copy("a.mxf")
     assert src.exists()
+
+
+NAMES = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\0"), min_size=1, max_size=60
+).filter(lambda n: n not in (".", "..") and len(n.encode()) <= 200)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=NAMES, taken=st.integers(min_value=0, max_value=4), same=st.booleans())
+def test_property_a_copy_never_overwrites_and_always_lands(tmp_path: Path, name: str, taken: int, same: bool) -> None:
+    """Whatever the name and however many conflict names are taken, existing files stay as they were, the new
+    file lands exactly once (or is recognised as already delivered), and the copy ends."""
+    import tempfile
+
+    from fta.settings import load_settings
+
+    with tempfile.TemporaryDirectory(dir=tmp_path) as work:
+        source, destination = Path(work, "s"), Path(work, "d")
+        source.mkdir()
+        destination.mkdir()
+        data = b"the new recording " + name.encode()
+        existing: dict[str, bytes] = {}
+        for candidate in list(islice(paths.candidate_names(name), taken)):
+            content = data if same and not existing else f"older {candidate}".encode()
+            existing[candidate] = write(destination / candidate, content).read_bytes()
+        write(source / name, data)
+        settings = load_settings({"source_path": source, "destination_path": destination, "log_file_path": ""}, None)
+        result = Copier(settings).copy(name)
+        assert {n: (destination / n).read_bytes() for n in existing} == existing  # nothing overwritten
+        holding = [p for p in destination.iterdir() if p.read_bytes() == data]
+        assert len(holding) == 1 and result.destination == holding[0]  # exactly one copy, where it says
+        assert not (source / name).exists()
+        assert [p for p in destination.iterdir() if paths.temp_owner(p.name)] == []
