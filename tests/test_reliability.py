@@ -135,9 +135,12 @@ def test_hostile_names_and_special_files(source: Path, destination: Path, tmp_pa
     assert left == ["empty.mxf", "link.mxf", "linkdir", "pipe.mxf", "sock.mxf"]
 
 
-def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path, api_url: str) -> None:
+def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path) -> None:
     """Root reads everything, so the agent runs as ``nobody`` here: the one file it cannot read stays and fails."""
     import shutil
+    import socket as sockets
+
+    from deployments.serve import LocalServer
 
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run the agent as an unprivileged user")
@@ -157,26 +160,29 @@ def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path, ap
     options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.2"]
     options += ["--polling-interval-seconds", "0.1", "--log-file-path", "", "--metrics-port", "0"]
     options += ["--max-retry-attempts", "1", "--retry-delay-seconds", "0"]
-    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home), "HOME": str(home)}
-    done = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "fta.cli",
-            "once",
-            *options,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=home,
-    )
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+    can_run = subprocess.run([*as_nobody, "-c", "import fta.cli, flows, prefect"], capture_output=True, cwd=home)
+    if can_run.returncode != 0:
+        pytest.skip(f"nobody cannot run this Python or read the project: {can_run.stderr.decode()[-300:]}")
+    with sockets.socket() as probe:  # a server of its own: load left by other tests cannot fail this run
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = LocalServer(tmp_path / "server", port)
+    server.start()
+    env = {**os.environ, "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(home), "HOME": str(home)}
+    try:
+        done = subprocess.run(
+            [*as_nobody, "-m", "fta.cli", "once", *options],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=home,
+        )
+    finally:
+        server.stop()
     assert done.returncode == 1, done.stderr[-3000:]  # a file failed
+    assert (destination / "ok.mxf").exists(), done.stderr[-3000:]
     assert (destination / "ok.mxf").read_bytes() == b"readable"
     assert not readable.exists()
     assert secret.read_bytes() == b"root only"  # kept, untouched
