@@ -34,6 +34,24 @@ def api_url() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[str]:
+    """A Prefect server for one heavy test alone, so its load cannot spill into the other tests."""
+    import socket as sockets
+
+    from deployments.serve import LocalServer
+
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = LocalServer(tmp_path / "server", port)
+    server.start()
+    try:
+        yield server.api_url
+    finally:
+        server.stop()
+
+
 def agent(command: str, source: Path, destination: Path, api: str) -> subprocess.Popen[bytes]:
     options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.2"]
     options += ["--polling-interval-seconds", "0.1", "--log-file-path", "", "--metrics-port", "0"]
@@ -47,7 +65,10 @@ def agent(command: str, source: Path, destination: Path, api: str) -> subprocess
 
 
 @pytest.mark.timeout(900)
-def test_kill_9_at_random_moments_loses_and_duplicates_nothing(source: Path, destination: Path, api_url: str) -> None:
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
+    source: Path, destination: Path, own_server: str
+) -> None:
+    api_url = own_server
     rng = random.Random(20261125)
     originals: dict[str, str] = {}
     for i in range(200):
@@ -135,12 +156,9 @@ def test_hostile_names_and_special_files(source: Path, destination: Path, tmp_pa
     assert left == ["empty.mxf", "link.mxf", "linkdir", "pipe.mxf", "sock.mxf"]
 
 
-def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path) -> None:
+def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path, own_server: str) -> None:
     """Root reads everything, so the agent runs as ``nobody`` here: the one file it cannot read stays and fails."""
     import shutil
-    import socket as sockets
-
-    from deployments.serve import LocalServer
 
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run the agent as an unprivileged user")
@@ -164,23 +182,9 @@ def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path) ->
     can_run = subprocess.run([*as_nobody, "-c", "import fta.cli, flows, prefect"], capture_output=True, cwd=home)
     if can_run.returncode != 0:
         pytest.skip(f"nobody cannot run this Python or read the project: {can_run.stderr.decode()[-300:]}")
-    with sockets.socket() as probe:  # a server of its own: load left by other tests cannot fail this run
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = LocalServer(tmp_path / "server", port)
-    server.start()
-    env = {**os.environ, "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(home), "HOME": str(home)}
-    try:
-        done = subprocess.run(
-            [*as_nobody, "-m", "fta.cli", "once", *options],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=home,
-        )
-    finally:
-        server.stop()
+    env = {**os.environ, "PREFECT_API_URL": own_server, "PREFECT_HOME": str(home), "HOME": str(home)}
+    command = [*as_nobody, "-m", "fta.cli", "once", *options]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=home)
     assert done.returncode == 1, done.stderr[-3000:]  # a file failed
     assert (destination / "ok.mxf").exists(), done.stderr[-3000:]
     assert (destination / "ok.mxf").read_bytes() == b"readable"
