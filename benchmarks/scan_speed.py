@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from copier_throughput import cpu_model
+from copier_throughput import cpu_model, drop_caches
 
 from fta.scanner import scan_source
 from fta.settings import DEFAULT_EXCLUDE
@@ -90,16 +90,6 @@ def build_tree(root: Path, files: int, per_folder: int) -> None:
 def fresh_copy(snapshot: dict[str, FileSig]) -> dict[str, FileSig]:
     """Equal signatures in new objects, as the next scan would return them."""
     return {rel: FileSig(sig.size, sig.mtime_ns, sig.inode, sig.device) for rel, sig in snapshot.items()}
-
-
-def drop_caches() -> bool:
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as knob:
-            knob.write("3\n")
-    except OSError:
-        return False
-    return True
 
 
 def row(name: str, samples: list[Sample]) -> tuple[Sample, str]:
