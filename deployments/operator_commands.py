@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from fta.health import CRITICAL, OK, WARNING, Health, Observed, add_threshold_options, judge, unknown
+from fta.health import CRITICAL, OK, WARNING, Health, add_threshold_options, judge, unknown
 from fta.views import files_view, status_view
 
 STORAGE_EXIT = {"OK": 0, "WARNING": 1, "ERROR": 2}
@@ -25,11 +25,15 @@ def _status_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _json(body: Any, out: TextIO) -> int:
+    print(json.dumps(body, indent=2), file=out)
+    return 0
+
+
 def status(as_json: bool, out: TextIO) -> int:
     view = status_view(_status_rows())
     if as_json:
-        print(json.dumps(view, indent=2), file=out)
-        return 0
+        return _json(view, out)
     print(f"pending ({view['pendingFilesCount']}): {', '.join(view['pendingFiles']) or '-'}", file=out)
     for running in view["allInProgress"]:
         print(f"copying: {running['file']} {running['progressPercentage']}% since {running['startTime']}", file=out)
@@ -51,8 +55,7 @@ def status(as_json: bool, out: TextIO) -> int:
 def files(as_json: bool, out: TextIO) -> int:
     view = files_view(_status_rows())
     if as_json:
-        print(json.dumps(view, indent=2), file=out)
-        return 0
+        return _json(view, out)
     print(f"{'status':<10} {'progress':>8} {'size':>14}  file", file=out)
     for row in view["files"]:
         print(f"{row['status']:<10} {row['copy_progress']:>7.1f}% {row['file_size']:>14}  {row['file_path']}", file=out)
@@ -89,23 +92,11 @@ def storage(as_json: bool, out: TextIO) -> int:
     return STORAGE_EXIT.get(str(body["status"]), 2)
 
 
-def observe() -> Observed:
-    from flows.api_state import STATUS_KEY, STORAGE_KEY, age_seconds, read_table, watch_is_running
-
-    storage_rows, written = read_table(STORAGE_KEY)
-    status_rows, _ = read_table(STATUS_KEY)
-    return Observed(
-        storage=storage_rows[0] if storage_rows else None,
-        report_age_seconds=age_seconds(written),
-        watch_running=watch_is_running(),
-        pending=sum(r.get("status") in ("Discovered", "Ready", "InQueue", "Copying") for r in status_rows),
-        failed=sum(r.get("status") == "Failed" for r in status_rows),
-    )
-
-
 def health(warn_gb: float, crit_gb: float, out: TextIO) -> int:
     """Nagios plugin: one line with perfdata; 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
     try:
+        from flows.api_state import observe
+
         verdict: Health = judge(observe(), warn_gb, crit_gb)
     except Exception as exc:  # the API cannot be read: the plugin does not know
         verdict = unknown(

@@ -22,6 +22,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import ArtifactSort
 
+from fta.health import Observed
+
 STATUS_KEY = "fta-status"
 STORAGE_KEY = "fta-storage"
 HEALTH_KEY = "fta-health"
@@ -60,3 +62,18 @@ def watch_is_running() -> bool:
             limit=1,
         )
     return bool(runs)
+
+
+def observe(storage: dict[str, Any] | None = None, report_age: float | None = None) -> Observed:
+    """What the health verdict needs; ``storage`` given (a report just made) or read from the latest report."""
+    if storage is None:
+        rows, written = read_table(STORAGE_KEY)
+        storage, report_age = (rows[0] if rows else None), age_seconds(written)
+    status_rows, _ = read_table(STATUS_KEY)
+    return Observed(
+        storage=storage,
+        report_age_seconds=report_age,
+        watch_running=watch_is_running(),
+        pending=sum(row.get("status") in ("Discovered", "Ready", "InQueue", "Copying") for row in status_rows),
+        failed=sum(row.get("status") == "Failed" for row in status_rows),
+    )

@@ -13,11 +13,11 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.api_state import HEALTH_KEY, STATUS_KEY, STORAGE_KEY, read_table, watch_is_running
+from flows.api_state import HEALTH_KEY, STORAGE_KEY, observe
 from flows.config import resolve_settings
 from flows.flow_logging import flow_logging
 from fta.board import iso
-from fta.health import Observed, judge
+from fta.health import judge
 from fta.probe import probe_with_timeout
 from fta.storage import storage_report as measure
 from tasks.guard import PROBE_TIMEOUT_SECONDS, emit
@@ -48,15 +48,8 @@ def storage_report(config: dict[str, Any] | None = None, config_block: str | Non
         elif report.status == "ERROR":
             log.warning("%s %s", report.message, report.reason or "")
             emit("fta.destination.unavailable", settings, reason=report.reason or "", source="storage-report")
-        status_rows, _ = read_table(STATUS_KEY)
         health = judge(
-            Observed(
-                storage=row,
-                report_age_seconds=0.0,
-                watch_running=watch_is_running(),
-                pending=sum(r.get("status") in ("Discovered", "Ready", "InQueue", "Copying") for r in status_rows),
-                failed=sum(r.get("status") == "Failed" for r in status_rows),
-            ),
+            observe(storage=row, report_age=0.0),
             warn_gb=settings.storage_warning_gb,
             crit_gb=settings.storage_warning_gb / 2,
         )

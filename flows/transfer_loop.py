@@ -373,9 +373,9 @@ class TransferLoop:
         """The status artifact (stable key), when something changed, at most about once a second."""
         version = self.board.version
         now = self._clock()
-        metrics.record_counts(self.board.counts())
         if version == self._published_version or (not force and now - self._published_at < 1.0):
             return
+        metrics.record_counts(self.board.counts())
         if FlowRunContext.get() is None:
             return
         rows = self.board.rows()

@@ -91,10 +91,15 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
-def _run_flow(args: argparse.Namespace, once: bool) -> int:
-    settings = settings_from_args(args)  # invalid settings: exit 2 before Prefect is even imported
+def _prefect_environment() -> None:
+    """Offline and quiet defaults, set before Prefect is imported (an operator's own values win)."""
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def _run_flow(args: argparse.Namespace, once: bool) -> int:
+    settings = settings_from_args(args)  # invalid settings: exit 2 before Prefect is even imported
+    _prefect_environment()
     # Prefect is imported only by the commands that run flows.
     from prefect.exceptions import TerminationSignal
 
@@ -122,8 +127,7 @@ def _run_flow(args: argparse.Namespace, once: bool) -> int:
 
 def _up(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args)  # invalid settings: exit 2 before anything starts
-    for key, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    _prefect_environment()
     from deployments.serve import up
 
     return up(settings)
@@ -139,8 +143,7 @@ def _once(args: argparse.Namespace, out: TextIO) -> int:
 
 def _operator(args: argparse.Namespace, out: TextIO) -> int:
     """status / files / storage / health: read what the agent published in the Prefect API."""
-    for key, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    _prefect_environment()
     from deployments import operator_commands as ops
 
     if args.command == "health":

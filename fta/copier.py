@@ -244,12 +244,13 @@ class Copier:
             if expected is not None and before != expected:
                 return self._changed(rel, source, started, "it changed since it was found stable")
             self._ensure_folder(final.parent)
-            present = self._already_present(source, final, before)
+            limit = paths.name_max(final.parent)  # asked once per file: a network share answers slowly
+            present = self._already_present(source, final, before, limit)
             if present is not None:
                 place, checksum = present
                 log.info("%s is already at %s (same size and checksum)", rel, place)
                 return self._finish(rel, source, place, before, checksum, started, "already_present")
-            return self._write_and_place(rel, source, src_fd, final, before, progress, stop, started)
+            return self._write_and_place(rel, source, src_fd, final, before, limit, progress, stop, started)
         finally:
             os.close(src_fd)
 
@@ -260,11 +261,11 @@ class Copier:
         src_fd: int,
         final: Path,
         before: FileSig,
+        limit: int,
         progress: ProgressCallback | None,
         stop: threading.Event | None,
         started: float,
     ) -> CopyResult:
-        limit = paths.name_max(final.parent)
         temp = final.parent / paths.temp_name(final.name, self.owner, limit)
         self._check_room(final.parent, before.size)
         if not self.settings.use_temporary_file:
@@ -350,14 +351,13 @@ class Copier:
             except OSError as exc:
                 raise map_os_error(exc, "destination") from exc
 
-    def _already_present(self, source: Path, final: Path, before: FileSig) -> tuple[Path, str] | None:
+    def _already_present(self, source: Path, final: Path, before: FileSig, limit: int) -> tuple[Path, str] | None:
         """An existing destination file (this name or a conflict name) with equal size and checksum.
 
         Always compared by checksum, whatever ``verify`` says: deleting a source because a different file of
         the same size sits at the destination would lose it.
         """
         source_checksum: str | None = None
-        limit = paths.name_max(final.parent)
         for name in paths.candidate_names(final.name, limit):
             candidate = final.parent / name
             with on_side("destination"):
