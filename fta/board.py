@@ -118,7 +118,8 @@ class TransferBoard:
                 if not self._in_flight(rel):  # a running copy notices changes itself
                     self._files[rel] = self._tracked(rel, waiting[rel])
             ready = []
-            for rel in self.tracker.ready():
+            discovered = [rel for rel, f in self._files.items() if f.status == FileStatus.DISCOVERED]
+            for rel in self.tracker.ready(discovered):
                 tracked = self._files.get(rel)
                 if tracked is not None and tracked.status == FileStatus.DISCOVERED:
                     tracked.status = FileStatus.READY

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fta.openfiles import open_for_writing
+from fta.openfiles import lease_says_open_for_writing, open_for_writing
 
 Clock = Callable[[], float]
 
@@ -140,7 +140,8 @@ class StabilityTracker:
 class ReadinessCheck:
     """The extra conditions a stable file must meet: no other process writing it, and (optionally) a free lock.
 
-    ``refresh()`` takes one snapshot of the open-for-writing files per scan, so the per-file check is a set lookup.
+    The writer check asks the file itself (a read lease, one system call); where no lease can be taken it looks the
+    file up in one ``/proc`` snapshot per scan, taken only when first needed after ``refresh()``.
     """
 
     def __init__(
@@ -154,14 +155,35 @@ class ReadinessCheck:
         self._sig_of = sig_of
         self._check_writers = check_writers
         self._use_lock = use_lock
-        self._writers: set[tuple[int, int]] = set()
+        self._writers: set[tuple[int, int]] | None = None
 
     def refresh(self) -> None:
-        if self._check_writers:
-            self._writers = open_for_writing()
+        """A new scan: the next fallback lookup takes a fresh snapshot."""
+        self._writers = None
 
     def __call__(self, rel: str) -> bool:
         sig = self._sig_of(rel)
-        if sig is not None and (sig.device, sig.inode) in self._writers:
+        if self._check_writers and sig is not None and self._written(rel, sig):
             return False
         return not self._use_lock or can_lock_exclusively(self._root / rel)
+
+    def _written(self, rel: str, sig: FileSig) -> bool:
+        answer = self._lease_answer(rel, sig)
+        if answer is not None:
+            return answer
+        if self._writers is None:
+            self._writers = open_for_writing()
+        return (sig.device, sig.inode) in self._writers
+
+    def _lease_answer(self, rel: str, sig: FileSig) -> bool | None:
+        try:
+            fd = os.open(self._root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (sig.device, sig.inode):
+                return None  # replaced since the scan: the snapshot answers for the file the scan saw
+            return lease_says_open_for_writing(fd)
+        finally:
+            os.close(fd)

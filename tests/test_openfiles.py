@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
 from fta.copier import Copier
-from fta.openfiles import is_open_for_writing, open_for_writing
+from fta.openfiles import is_open_for_writing, lease_says_open_for_writing, open_for_writing
 from fta.stability import FileSig
 from tests.conftest import MakeSettings, other_process, write
+from tests.prefect_helpers import wait_until
 
 
 def held_open(path: Path, mode: str) -> AbstractContextManager[None]:
@@ -72,15 +78,93 @@ def test_writer_that_opens_the_source_after_the_copy_keeps_it(
     calls = {"n": 0}
     real = copier._held_by_writer
 
-    def writer_appears_late(sig: FileSig) -> bool:
+    def writer_appears_late(sig: FileSig, src_fd: int) -> bool:
         calls["n"] += 1
         if calls["n"] == 1:
-            return real(sig)  # the check before the rename: nobody writes yet
+            return real(sig, src_fd)  # the check before the rename: nobody writes yet
         with held_open(src, "ab"):  # the check before the delete: a writer has the file open
-            return real(sig)
+            return real(sig, src_fd)
 
     monkeypatch.setattr(copier, "_held_by_writer", writer_appears_late)
     result = copier.copy("rec.mxf")
     assert calls["n"] == 2
     assert result.outcome == "changed"
     assert src.exists()
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[int]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def test_the_lease_sees_a_writer_of_any_process(tmp_path: Path) -> None:
+    path = write(tmp_path / "rec.mxf", b"x")
+    with read_only(path) as fd:
+        assert lease_says_open_for_writing(fd) is False
+        with held_open(path, "ab"):
+            assert lease_says_open_for_writing(fd) is True
+            assert is_open_for_writing(*file_id(path), fd=fd)
+        assert lease_says_open_for_writing(fd) is False
+        with held_open(path, "rb"):
+            assert lease_says_open_for_writing(fd) is False  # readers do not count
+
+
+def test_a_writable_mapping_counts_as_a_writer_for_the_lease(tmp_path: Path) -> None:
+    """A recorder that writes through mmap and closed its descriptor: /proc/<pid>/fd no longer shows it."""
+    path = write(tmp_path / "rec.mxf", b"x" * 4096)
+    code = (
+        "import mmap, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\nm = mmap.mmap(fd, 4096)\nos.close(fd)\n"
+        "print('ready', flush=True)\nsys.stdin.read()\n"
+    )
+    with read_only(path) as fd, other_process(code, str(path)):
+        assert lease_says_open_for_writing(fd) is True
+
+
+def lease_breaking(inode: int) -> bool:
+    """/proc/locks lists our lease as BREAKING while a writer's open waits for it."""
+    lines = Path("/proc/locks").read_text().splitlines()
+    return any("LEASE" in line and "BREAK" in line and f":{inode} " in line for line in lines)
+
+
+def test_a_writer_opening_while_the_lease_is_held_waits_and_does_not_end_us(tmp_path: Path) -> None:
+    """The kernel signals the lease holder when a writer opens: the process must survive and the writer proceed."""
+    path = write(tmp_path / "rec.mxf", b"x")
+    inode = path.stat().st_ino
+    seen_breaking: list[bool] = []
+    writer: list[subprocess.Popen[bytes]] = []
+
+    def open_for_append_meanwhile() -> None:
+        code = "import sys\nopen(sys.argv[1], 'ab').write(b'y')\n"
+        writer.append(subprocess.Popen([sys.executable, "-c", code, str(path)]))
+        wait_until(lambda: lease_breaking(inode), timeout=20, what="the writer's open to wait on the lease")
+        seen_breaking.append(True)
+
+    with read_only(path) as fd:
+        assert lease_says_open_for_writing(fd, while_held=open_for_append_meanwhile) is False
+    assert writer[0].wait(timeout=30) == 0
+    assert path.read_bytes() == b"xy"
+    assert seen_breaking == [True]  # the writer's open really waited on the lease the probe held
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_without_the_right_to_a_lease_the_answer_is_unknown(tmp_path: Path) -> None:
+    """Another user's file, no CAP_LEASE: the lease cannot answer, so callers scan /proc instead."""
+    folder = Path(tempfile.mkdtemp(prefix="fta-lease-", dir="/tmp"))
+    folder.chmod(0o755)
+    path = write(folder / "rec.mxf", b"x")
+    path.chmod(0o644)
+    code = (
+        "import os, sys\nfrom fta.openfiles import lease_says_open_for_writing\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\nprint(lease_says_open_for_writing(fd))\n"
+    )
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code, str(path)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    try:
+        answer = subprocess.run(as_nobody, capture_output=True, text=True, env=env, timeout=60)
+    finally:
+        shutil.rmtree(folder)
+    assert answer.stdout.strip() == "None", answer.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import pytest
+
 from fta.scanner import scan_source
 from fta.stability import FileSig, ReadinessCheck, StabilityTracker
 from tests.conftest import FakeClock, other_process, write
@@ -60,6 +62,20 @@ def test_file_held_open_for_writing_is_not_ready_until_closed(clock: FakeClock, 
         assert ready_now(tracker, check) == ["other.mxf"]
         assert not tracker.is_stable("rec.mxf")
         clock.advance(10 * STABLE)
+        assert ready_now(tracker, check) == ["other.mxf"]
+    assert tracker.ready() == ["other.mxf", "rec.mxf"]  # the lease asks the file itself, at once
+
+
+def test_without_leases_writers_come_from_one_proc_snapshot_per_scan(
+    clock: FakeClock, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no lease can be taken (another user's file, NFS) the /proc snapshot of the scan answers."""
+    monkeypatch.setattr("fta.stability.lease_says_open_for_writing", lambda fd: None)
+    path = write(source / "rec.mxf", b"recording")
+    write(source / "other.mxf", b"done")
+    tracker, check = wired(source, clock)
+    with held_open(path, "ab"):
+        stable_scan(tracker, clock, source)
         assert ready_now(tracker, check) == ["other.mxf"]
     assert tracker.ready() == ["other.mxf"]  # the writers are looked up once per refresh(), not per file
     assert ready_now(tracker, check) == ["other.mxf", "rec.mxf"]
