@@ -86,10 +86,15 @@ def on_side(side: Side) -> Iterator[None]:
         raise map_os_error(exc, side) from exc
 
 
-def hash_file(path: Path, chunk_size: int = CHUNK_SIZE) -> str:
-    """Checksum of a whole file, read in chunks."""
+def buffer_size(expected: int, chunk_size: int = CHUNK_SIZE) -> int:
+    """A read buffer no bigger than the file needs: a zeroed 8 MiB buffer costs more than copying 64 KiB."""
+    return max(4096, min(chunk_size, expected + 1))
+
+
+def hash_file(path: Path, chunk_size: int = CHUNK_SIZE, expected: int | None = None) -> str:
+    """Checksum of a whole file, read in chunks (``expected``: its size, when known, to size the buffer)."""
     hasher = xxhash.xxh3_128()
-    buffer = bytearray(chunk_size)
+    buffer = bytearray(chunk_size if expected is None else buffer_size(expected, chunk_size))
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as reader:
         while n := reader.readinto(buffer):
@@ -249,7 +254,7 @@ class Copier:
             if present is not None:
                 place, checksum = present
                 log.info("%s is already at %s (same size and checksum)", rel, place)
-                return self._finish(rel, source, place, before, checksum, started, "already_present")
+                return self._finish(rel, source, src_fd, place, before, checksum, started, "already_present")
             return self._write_and_place(rel, source, src_fd, final, before, limit, progress, stop, started)
         finally:
             os.close(src_fd)
@@ -286,7 +291,7 @@ class Copier:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        return self._finish(rel, source, placed, before, checksum, started, "copied", placed != final)
+        return self._finish(rel, source, src_fd, placed, before, checksum, started, "copied", placed != final)
 
     def _write_in_place(
         self,
@@ -326,7 +331,7 @@ class Copier:
             with contextlib.suppress(OSError):
                 os.unlink(target)
             raise
-        return self._finish(rel, source, target, before, checksum, started, "copied", target != final)
+        return self._finish(rel, source, src_fd, target, before, checksum, started, "copied", target != final)
 
     # -- steps ------------------------------------------------------------------------------------------------
 
@@ -369,9 +374,9 @@ class Copier:
                 continue
             if source_checksum is None:
                 with on_side("source"):
-                    source_checksum = hash_file(source, self._chunk_size)
+                    source_checksum = hash_file(source, self._chunk_size, before.size)
             with on_side("destination"):
-                if hash_file(candidate, self._chunk_size) == source_checksum:
+                if hash_file(candidate, self._chunk_size, before.size) == source_checksum:
                     return candidate, source_checksum
         return None  # pragma: no cover - candidate_names never ends
 
@@ -405,7 +410,7 @@ class Copier:
     ) -> tuple[int, str, str | None]:
         """Copy all bytes, hashing them; returns (bytes, checksum of the source, checksum of the re-read copy)."""
         hasher = xxhash.xxh3_128()
-        buffer = bytearray(self._chunk_size)
+        buffer = bytearray(buffer_size(total, self._chunk_size))
         view = memoryview(buffer)
         report = _Throttle(progress, self._clock, self._progress_interval)
         reader = open(src_fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - closed below
@@ -435,7 +440,7 @@ class Copier:
                 copy_checksum: str | None = readback.finish()
             elif by_checksum:
                 with on_side("destination"):
-                    copy_checksum = hash_file(dst_path, self._chunk_size)
+                    copy_checksum = hash_file(dst_path, self._chunk_size, total)
             else:
                 copy_checksum = None
         finally:
@@ -470,10 +475,11 @@ class Copier:
             return False
         if copied != before.size or by_fd != before or by_path != before:
             return False
-        return not self._held_by_writer(before)
+        return not self._held_by_writer(before, src_fd)
 
-    def _held_by_writer(self, sig: FileSig) -> bool:
-        if self.settings.check_open_writers and is_open_for_writing(sig.device, sig.inode):
+    def _held_by_writer(self, sig: FileSig, src_fd: int) -> bool:
+        """``src_fd`` is open read-only on the very file ``sig`` describes (the callers compared the inode)."""
+        if self.settings.check_open_writers and is_open_for_writing(sig.device, sig.inode, src_fd):
             log.warning("the source is open for writing by another process: not finished yet")
             return True
         return False
@@ -504,6 +510,7 @@ class Copier:
         self,
         rel: str,
         source: Path,
+        src_fd: int,
         placed: Path,
         before: FileSig,
         checksum: str | None,
@@ -521,7 +528,7 @@ class Copier:
                 now = FileSig.from_stat(os.stat(source, follow_symlinks=False))
         except SourceVanished:
             now = None
-        if now is not None and (now != before or self._held_by_writer(now)):
+        if now is not None and (now != before or self._held_by_writer(now, src_fd)):
             log.warning("%s changed after it was copied to %s; the source is kept", rel, placed)
             return CopyResult(rel, source, placed, size, checksum, self._clock() - started, "changed", renamed)
         if now is not None:
