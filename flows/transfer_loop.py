@@ -33,6 +33,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.api_state import STATUS_KEY
+from flows.status_publisher import StatusPublisher
 from fta import metrics
 from fta.board import IN_FLIGHT, TransferBoard
 from fta.copier import Copier
@@ -94,6 +95,7 @@ class TransferLoop:
         self._published_version = -1
         self._published_at = float("-inf")
         self._rotate_due = False
+        self._status = StatusPublisher(_publish_status)
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> None:
@@ -183,6 +185,8 @@ class TransferLoop:
             self.stop.set()  # copies still running stop between chunks and remove their temp files
             self._drain(runner)
             self._publish(force=True)
+            if not self._status.close():
+                log.warning("the last status artifact was not published: the Prefect API is slow or down")
             with _active_lock:
                 _active_stops.discard(self.stop)
         return self.summary
@@ -375,15 +379,14 @@ class TransferLoop:
         now = self._clock()
         if version == self._published_version or (not force and now - self._published_at < 1.0):
             return
-        metrics.record_counts(self.board.counts())
+        counts = self.board.counts()
+        metrics.record_counts(counts)
+        self._published_version, self._published_at = version, now
         if FlowRunContext.get() is None:
             return
-        rows = self.board.rows()
-        counts = self.board.counts()
         description = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
-        try:
-            create_table_artifact(rows, key=STATUS_KEY, description=f"File Transfer Agent: {description}")
-        except Exception as exc:
-            log.debug("status artifact not published: %s", exc)
-            return
-        self._published_version, self._published_at = version, now
+        self._status.offer(self.board.rows(), f"File Transfer Agent: {description}")
+
+
+def _publish_status(rows: list[dict[str, Any]], description: str) -> None:
+    create_table_artifact(rows, key=STATUS_KEY, description=description)
