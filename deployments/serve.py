@@ -38,6 +38,18 @@ REPORT = "storage-report/every-minute"
 REPORT_INTERVAL_SECONDS = 60
 
 
+# The run history is the audit log, so the server must record a burst of copies promptly and completely. Prefect's
+# defaults write each task-run event in a transaction of its own: 2,000 small files left the SQLite server 23 s
+# behind. In batches of up to 500, flushed every second, it is 1-5 s behind with the same 2,000 files (see
+# BENCHMARKS.md). An operator's environment still overrides each of these.
+RECORDING_DEFAULTS = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
+}
+
+
 class LocalServer:
     """``prefect server start`` as a child process, on loopback, with its database in ``data_path``."""
 
@@ -49,6 +61,7 @@ class LocalServer:
 
     def environment(self) -> dict[str, str]:
         return {
+            **{name: os.environ.get(name, value) for name, value in RECORDING_DEFAULTS.items()},
             "PREFECT_HOME": str(self.home),
             "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

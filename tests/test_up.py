@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,12 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def server_settings(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/admin/settings", timeout=10) as answer:
+        settings: dict[str, Any] = json.load(answer)
+    return settings
 
 
 def fta(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
@@ -57,6 +65,10 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
             )
             assert not (source / "cam" / "a.mxf").exists()
             assert (data / "prefect" / "prefect.db").exists()  # the server keeps its database in data_path
+            services = server_settings(port)["server"]["services"]
+            for service in ("task_run_recorder", "event_persister"):  # the run history keeps up with bursts
+                assert services[service]["batch_size"] == 500
+                assert services[service]["flush_interval"] == 1
             wait_until(lambda: fta(api, "storage", "--json").returncode == 0, timeout=90, what="a storage report")
             status = json.loads(fta(api, "status", "--json").stdout)
             assert [done["file"] for done in status["recentlyCompleted"]] == ["cam/a.mxf"]
