@@ -27,6 +27,9 @@ class TransferConfig(Block):
     destination_path: str = Field(description="Root the files are moved to; never created by the agent.")
     file_stable_time_seconds: float | None = Field(None, description="Seconds unchanged before a file is finished.")
     polling_interval_seconds: float | None = Field(None, description="Seconds between two scans of the source.")
+    file_events: bool | None = Field(
+        None, description="Wake on file-system events to notice files sooner; the rescan goes on (network shares)."
+    )
     use_temporary_file: bool | None = Field(None, description="Write a hidden temp file, rename when verified.")
     max_retry_attempts: int | None = Field(None, description="Retries of a per-file error before Failed.")
     retry_delay_seconds: float | None = Field(None, description="Seconds between per-file retries.")

@@ -1,7 +1,8 @@
 """The transfer loop both flows run: scan -> settle -> guard -> submit ``copy_file`` per ready file.
 
-Each cycle (every ``polling_interval_seconds``): forget vanished files, discover new ones, update stability, run the
-guard when the destination is in doubt, and submit a ``copy_file`` task for each ready file. Submission never waits
+Each cycle (every ``polling_interval_seconds``, and with file events also soon after a change and when a file's stable
+time is up: ``fta.scan_schedule``): forget vanished files, discover new ones, update stability, run the guard when the
+destination is in doubt, and submit a ``copy_file`` task for each ready file. Submission never waits
 for a running copy: up to ``2 x max_concurrent_copies`` task runs are queued in the thread pool (the rest wait on the
 board as Ready) and a copy that ends wakes the loop to queue the next at once.
 
@@ -26,19 +27,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
-from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.exceptions import ExternalSignal
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.api_state import STATUS_KEY
+from flows.housekeeping import ensure_shared_limit, remove_stale_temp_files, serve_metrics
 from flows.status_publisher import StatusPublisher
 from fta import metrics
 from fta.board import IN_FLIGHT, TransferBoard
 from fta.copier import Copier
+from fta.events import SourceEvents
 from fta.logsetup import configure_logging
-from fta.scanner import scan_source, source_folders
+from fta.scan_schedule import ScanSchedule
+from fta.scanner import scan_source
 from fta.settings import Settings
 from fta.stability import ReadinessCheck, StabilityTracker
 from tasks.copy_file import copy_file
@@ -48,6 +51,7 @@ from tasks.runtime import TransferRuntime
 log = logging.getLogger("fta.loop")
 
 RUNNER_ROTATION = 5000
+EVENTS_RETRY_SECONDS = 60.0
 
 _active_stops: set[threading.Event] = set()
 _active_lock = threading.Lock()
@@ -96,11 +100,15 @@ class TransferLoop:
         self._published_at = float("-inf")
         self._rotate_due = False
         self._status = StatusPublisher(_publish_status)
+        self._schedule = ScanSchedule(settings.polling_interval_seconds, clock)
+        self._events: SourceEvents | None = None
+        self._events_retry_at = float("-inf")
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> None:
         """Take (new) settings: everything built from them is rebuilt; copies under way finish as they began."""
         self.settings = settings
+        self._schedule.polling_interval = settings.polling_interval_seconds
         tracker = self.board.tracker
         tracker.stable_seconds = settings.file_stable_time_seconds
         self.readiness = ReadinessCheck(
@@ -136,7 +144,7 @@ class TransferLoop:
         if fresh.max_concurrent_copies != old.max_concurrent_copies:
             self._rotate_due = True
         if fresh.shared_limit != old.shared_limit or fresh.shared_limit_tag != old.shared_limit_tag:
-            self._ensure_shared_limit()
+            ensure_shared_limit(self.settings)
         if fresh.destination_path != old.destination_path or fresh.source_path != old.source_path:
             self._remove_stale_temp_files()
 
@@ -156,16 +164,11 @@ class TransferLoop:
         runner: ThreadPoolTaskRunner[Any] | None = None
         submitted = 0
         try:
-            self._serve_metrics()
-            self._ensure_shared_limit()
+            serve_metrics(self.settings)
+            ensure_shared_limit(self.settings)
             self._remove_stale_temp_files()
-            next_scan = self._clock()
             while not self.stop.is_set():
-                if self._clock() >= next_scan:
-                    self._reconfigure()
-                    self._scan()
-                    next_scan = self._clock() + self.settings.polling_interval_seconds
-                    self.summary.cycles += 1
+                self._scan_when_due()
                 self._collect()
                 if not self._guard():
                     break
@@ -179,10 +182,12 @@ class TransferLoop:
                 self._release_results()
                 if self._finished():
                     break
-                self.runtime.wake.wait(max(0.0, next_scan - self._clock()))
+                self.runtime.wake.wait(self._schedule.wait_seconds())
                 self.runtime.wake.clear()
         finally:
             self.stop.set()  # copies still running stop between chunks and remove their temp files
+            if self._events is not None:
+                self._events.stop()
             self._drain(runner)
             self._publish(force=True)
             if not self._status.close():
@@ -209,6 +214,39 @@ class TransferLoop:
             and seen.sig.size == 0
             and self._clock() - seen.unchanged_since >= self.settings.file_stable_time_seconds
         )
+
+    def _scan_when_due(self) -> None:
+        """Every polling interval; with file events also soon after a change and when a stable time is up."""
+        polled = self._schedule.poll_due()
+        if not polled and not self._schedule.extra_due():
+            return
+        started = self._schedule.begin()
+        if polled:
+            self._reconfigure()
+            self._ensure_events()
+        self._scan()
+        self._schedule.end(started, polled, self.board.next_stable_deadline())
+        if polled:
+            self.summary.cycles += 1
+
+    def _ensure_events(self) -> None:
+        """File events on when wanted (started again, at most once a minute, after they stopped), off when not."""
+        events, settings = self._events, self.settings
+        unwanted = not settings.file_events or events is None or events.root != settings.source_path
+        if events is not None and (unwanted or not events.active):
+            events.stop()
+            self._events = None
+        if settings.file_events and self._events is None and self._clock() >= self._events_retry_at:
+            candidate = SourceEvents(settings.source_path, self._on_file_event)
+            if candidate.start():
+                self._events = candidate
+            else:
+                self._events_retry_at = self._clock() + max(EVENTS_RETRY_SECONDS, settings.polling_interval_seconds)
+        self._schedule.events = self._events is not None
+
+    def _on_file_event(self) -> None:
+        self._schedule.changed()
+        self.runtime.wake.set()
 
     def _scan(self) -> None:
         try:
@@ -341,32 +379,7 @@ class TransferLoop:
     # -- housekeeping -----------------------------------------------------------------------------------------
 
     def _remove_stale_temp_files(self) -> None:
-        if not check_destination(self.settings).ok:
-            return  # the guard takes care of it; nothing to clean on a destination we cannot reach
-        folders = source_folders(self.settings.source_path, self.settings.exclude)
-        self.runtime.copier.remove_stale_temp_files(folders)
-
-    def _serve_metrics(self) -> None:
-        try:
-            port = metrics.serve_metrics(self.settings.metrics_port)
-        except OSError as exc:  # another agent on this machine has the port: run without metrics
-            log.warning("metrics not served on 127.0.0.1:%d: %s", self.settings.metrics_port, exc)
-            return
-        if port is not None:
-            log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
-
-    def _ensure_shared_limit(self) -> None:
-        """Create (or update) the tag concurrency limit shared by the agents writing to one NAS."""
-        tag, limit = self.settings.shared_limit_tag, self.settings.shared_limit
-        if tag is None or limit is None:
-            return
-        try:
-            with get_client(sync_client=True) as client:
-                client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
-        except Exception as exc:
-            log.warning("could not set the concurrency limit %d on tag %s: %s", limit, tag, exc)
-            return
-        log.info("at most %d copies at once across all agents tagged %s", limit, tag)
+        remove_stale_temp_files(self.settings, self.runtime.copier)
 
     def _release_results(self) -> None:
         context = FlowRunContext.get()

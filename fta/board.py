@@ -129,6 +129,12 @@ class TransferBoard:
                 self._touch()
             return ready
 
+    def next_stable_deadline(self) -> float | None:
+        """When the next file still waiting (Discovered) will have been unchanged for the stable time."""
+        with self._lock:
+            waiting = [rel for rel, f in self._files.items() if f.status == FileStatus.DISCOVERED]
+            return self.tracker.next_deadline(waiting)
+
     def _in_flight(self, rel: str) -> bool:
         tracked = self._files.get(rel)
         return tracked is not None and tracked.status in IN_FLIGHT

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
         120, gt=0, description="A file is finished when size and mtime are unchanged this long."
     )
     polling_interval_seconds: float = Field(10, gt=0, description="Seconds between two scans of the source.")
+    file_events: bool = Field(
+        True,
+        description=(
+            "Wake on file-system events (inotify) to notice new and finished files sooner; the source is still"
+            " rescanned every polling_interval_seconds, so nothing is missed where events do not arrive (network"
+            " shares)."
+        ),
+    )
     use_temporary_file: bool = Field(True, description="Write to a hidden temp file, rename when verified.")
     max_retry_attempts: int = Field(3, ge=0, description="Retries of a per-file error before Failed.")
     retry_delay_seconds: float = Field(10, ge=0, description="Seconds between per-file retries.")

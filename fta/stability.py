@@ -120,6 +120,19 @@ class StabilityTracker:
         names = self._files if candidates is None else [rel for rel in candidates if rel in self._files]
         return sorted(rel for rel in names if self.is_stable(rel))
 
+    def next_deadline(self, candidates: Iterable[str]) -> float | None:
+        """The earliest moment still ahead at which one of ``candidates`` (not empty) will have been unchanged long
+        enough; deadlines already past were settled by the scan that passed them."""
+        now = self._clock()
+        ahead = [
+            due
+            for rel in candidates
+            if (seen := self._files.get(rel)) is not None
+            and seen.sig.size > 0
+            and (due := seen.unchanged_since + self.stable_seconds) > now
+        ]
+        return min(ahead, default=None)
+
     def seconds_until_stable(self, rel: str) -> float | None:
         """How long until the file can be stable if it does not change (None when unknown or empty)."""
         seen = self._files.get(rel)

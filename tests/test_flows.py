@@ -417,3 +417,27 @@ def test_same_name_again_later_is_copied_again_and_audited(source: Path, destina
         ("copied", "a_1.mxf", 11),
     ]
     assert all(a["checksum"].startswith("xxh3_128:") and a["source"].endswith("a.mxf") for a in audits)
+
+
+def test_file_events_bring_finished_files_over_long_before_the_next_poll(source: Path, destination: Path) -> None:
+    """Scans every 10 minutes: only file events (a change, then the stable time running out) can move these files
+    within the deadlines below; a recording that grows meanwhile is still copied only when finished."""
+    config = fast_config(source, destination, polling_interval_seconds=600)
+    write(source / "first.mxf", b"found by the first scan, settled by a deadline scan")
+    watcher = Background(lambda: watch_folder(config=config, return_state=True))
+    wait_until(lambda: (destination / "first.mxf").exists(), timeout=30, what="the stable time's deadline scan")
+    clip = source / "cam2" / "clip.mxf"
+    seen_early: list[str] = []
+
+    def watch_destination(done: int, total: int) -> None:
+        if (destination / "cam2" / "clip.mxf").exists() and done < total:
+            seen_early.append(f"copied at {done} of {total} bytes")
+
+    simulate([clip], GrowthPlan(size=500_000, seconds=1.0, ticks_per_second=10), progress=watch_destination)
+    wait_until(lambda: not clip.exists(), timeout=30, what="a change event and a deadline scan")
+    request_stop()
+    state = watcher.result()
+    assert state.is_completed()
+    assert seen_early == []
+    assert (destination / "cam2" / "clip.mxf").stat().st_size == 500_000
+    assert not (source / "first.mxf").exists()

@@ -281,3 +281,14 @@ def test_ready_limits_to_candidates_in_path_order(source: Path, clock: FakeClock
     assert tracker.ready() == ["a.mxf", "c.mxf", "sub/b.mxf"]
     assert tracker.ready(["sub/b.mxf", "late.mxf", "never-seen.mxf", "c.mxf"]) == ["c.mxf", "sub/b.mxf"]
     assert tracker.ready([]) == []
+
+
+def test_next_deadline_is_the_earliest_stable_time_still_ahead(clock: FakeClock, tracker: StabilityTracker) -> None:
+    tracker.update({"a": FileSig(1, 1, 1), "empty": FileSig(0, 1, 2)})
+    clock.advance(10)
+    tracker.update({"a": FileSig(1, 1, 1), "empty": FileSig(0, 1, 2), "b": FileSig(5, 1, 3)})
+    assert tracker.next_deadline(["a", "b", "empty", "unknown"]) == clock() - 10 + STABLE
+    assert tracker.next_deadline(["b"]) == clock() + STABLE
+    clock.advance(STABLE - 10)
+    assert tracker.next_deadline(["a", "b"]) == clock() + 10  # a's deadline has passed: settled by a scan
+    assert tracker.next_deadline(["empty"]) is None  # an empty file never becomes ready
