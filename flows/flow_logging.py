@@ -4,6 +4,11 @@ Prefect configures the console (a handler on the root logger) when it is importe
 syslog handlers on the root logger (``fta.logsetup``), and for the length of a flow run give the ``fta`` loggers
 Prefect's API handler the way ``PREFECT_LOGGING_EXTRA_LOGGERS`` would, so a deployment's worker needs no extra
 environment for it. Outside a run the API handler is removed again (it would warn about lines without a run).
+
+Prefect's own line for every task run that ends well ("Finished in state Completed(...)") is left out during the
+run: the audit line of ``copy_file`` says the same and more, and each line is a record the server must store (with
+thousands of small files, a quarter of the agent's logging work). Task runs that fail, crash or are cancelled are
+still logged by Prefect (at WARNING and above).
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ def flow_logging(settings: Settings) -> Iterator[None]:
     added = [h for h in logging.getLogger("prefect.extra").handlers if h not in ours.handlers]
     for handler in added:
         ours.addHandler(handler)
+    task_runs = logging.getLogger("prefect.task_runs")
+    level = task_runs.level
+    task_runs.setLevel(max(level, logging.WARNING))
     try:
         yield
     finally:
+        task_runs.setLevel(level)
         for handler in added:
             ours.removeHandler(handler)

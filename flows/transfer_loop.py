@@ -52,6 +52,7 @@ log = logging.getLogger("fta.loop")
 
 RUNNER_ROTATION = 5000
 EVENTS_RETRY_SECONDS = 60.0
+READY_NAMES_LOGGED = 5
 
 _active_stops: set[threading.Event] = set()
 _active_lock = threading.Lock()
@@ -262,8 +263,11 @@ class TransferLoop:
         if self._sweep is not None:
             snapshot = {rel: sig for rel, sig in snapshot.items() if rel in self._sweep}
         self.readiness.refresh()
-        for rel in self.board.observe(snapshot):
-            log.info("file ready: %s", rel)
+        ready = self.board.observe(snapshot)
+        if ready:  # one line per scan, not per file: each line is also a record in the run's history
+            shown = ", ".join(ready[:READY_NAMES_LOGGED])
+            more = f" and {len(ready) - READY_NAMES_LOGGED} more" if len(ready) > READY_NAMES_LOGGED else ""
+            log.info("%s ready: %s%s", "1 file" if len(ready) == 1 else f"{len(ready)} files", shown, more)
 
     def _guard(self) -> bool:
         """Hold the run while the destination is unavailable; False when the agent stops meanwhile."""

@@ -170,7 +170,6 @@ def copy_file(rel: str, runtime: TransferRuntime) -> State[Any]:
         metrics.BYTES_MOVED.inc(result.size)
     board.completed(rel, str(result.destination))
     info = summary(result)
-    log.info("completed %s -> %s (%d bytes, %.1f MB/s)", rel, result.destination, result.size, result.mb_per_s)
     message = (
         f"{info['outcome']}: {info['destination']}, {info['size']} bytes, {info['checksum']}, "
         f"{info['seconds']} s, {info['mb_per_s']} MB/s"

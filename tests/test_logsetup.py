@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.flow_logging import flow_logging
 from fta.logsetup import configure_logging
 from tests.conftest import MakeSettings
 
@@ -210,3 +211,13 @@ def test_syslog_receives_the_line(make_settings: MakeSettings, request: pytest.F
     data = server.recv(4096)
     assert data.startswith(b"<12>fta[")  # facility user, severity warning
     assert b"WARNING fta.test.logsetup - to syslog" in data
+
+
+def test_inside_a_flow_prefect_logs_only_task_runs_that_did_not_complete(make_settings: MakeSettings) -> None:
+    """Every line is a record the server stores: the audit line replaces Prefect's per-task "Finished" line."""
+    task_runs = logging.getLogger("prefect.task_runs")
+    before = task_runs.getEffectiveLevel()
+    with flow_logging(make_settings(log_file_path="")):
+        assert not task_runs.isEnabledFor(logging.INFO)  # "Finished in state Completed()"
+        assert task_runs.isEnabledFor(logging.ERROR)  # "Finished in state Failed(...)" / Cancelled
+    assert task_runs.getEffectiveLevel() == before
