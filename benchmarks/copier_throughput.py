@@ -1,16 +1,23 @@
-"""Throughput of the agent's verified copy against ``cp SRC DST && sync``, cold source cache, another filesystem.
+"""Throughput of the agent's verified move against ``cp && sync``, ``rsync`` and ``rclone move``, cold source cache.
 
 Run as root to get a tmpfs destination and dropped caches (both are skipped, with a note, otherwise)::
 
     python benchmarks/copier_throughput.py [--size 1GiB] [--runs 3] [--workdir DIR] [--profile] [--with-verify-size]
+                                           [--json PATH]
 
 One file of incompressible bytes (the "master") is written once into ``WORKDIR/master`` and reused (kept between
 invocations when ``--workdir`` is given). Before every timed run the source file is re-created from the master
 (a hard link, or a plain copy when linking fails; never timed), the destination is emptied, dirty pages are written
 back with ``sync`` and, when permitted, the page cache is dropped, so every contender starts with a cold source.
+The peers are shell command lines that end in ``sync``, like the agent's fsyncs: ``cp SRC DST && sync``,
+``rsync --remove-source-files SRC DST/ && sync`` and ``rclone move --config /dev/null SRC_DIR DST_DIR && sync``
+(local to local, no config file, no ``RCLONE_*`` variables). rsync and rclone delete the source, like the agent; a
+missing one is installed with ``apt-get`` when root, else its rows are skipped. After every run (untimed) the
+destination must hold exactly the one file, with the master's checksum, and the movers must have emptied the source.
 The contenders' order alternates between runs; ``--with-verify-size`` adds the agent with ``verify=size`` (no
 re-read of the destination) to show what the checksum verification costs. ``--profile`` adds one more cold agent
 copy under cProfile and prints where its time went (read, hash, write, preallocate, fsync, verify re-read and hash).
+``--json PATH`` also writes the medians and the goals' results as JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import json
 import os
 import platform
 import pstats
@@ -31,16 +39,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fta.copier import Copier, hash_file
 from fta.settings import load_settings
 
 FILE_NAME = "bench.bin"
 WRITE_CHUNK = 8 * 1024 * 1024
-GOAL_RATIO = 0.9
+GOAL_RATIO = 0.9  # the agent's median throughput against cp+sync's
+GOAL_RCLONE_RATIO = 4.0  # ... and against rclone move's
 AGENT = "agent Copier (checksum, temp file)"
 AGENT_SIZE = "agent Copier (size only, temp file)"
 CP_SYNC = "cp SRC DST && sync"
+RSYNC = "rsync --remove-source-files && sync"
+RCLONE = "rclone move && sync"
+# Stable names for --json, whatever the table calls them.
+JSON_KEYS = {AGENT: "agent", AGENT_SIZE: "agent_size", CP_SYNC: "cp_sync", RSYNC: "rsync", RCLONE: "rclone"}
+APT_TIMEOUT = 600.0
 
 _UNITS = {
     "": 1,
@@ -175,6 +190,46 @@ def destination_mount(folder: Path, size: int) -> Iterator[bool]:
             subprocess.run(["umount", "-l", os.fspath(folder)], check=False)
 
 
+# -- the peers' binaries -------------------------------------------------------------------------------------------
+
+
+def _apt_get(*args: str) -> bool:
+    """apt-get quietly: its output names the mirrors, which have no place in the benchmark's output."""
+    try:
+        done = subprocess.run(
+            ["apt-get", "-qq", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            timeout=APT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def ensure_tool(binary: str, package: str) -> bool:
+    """True when ``binary`` is on the PATH; as root a missing one is installed once (the package lists are refreshed
+    only when the first try fails, since that is slow and usually not needed)."""
+    if shutil.which(binary):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"{binary}: not installed, trying apt-get install -y {package} ...", flush=True)
+        if not _apt_get("install", "-y", package) and _apt_get("update"):
+            _apt_get("install", "-y", package)
+    if shutil.which(binary):
+        return True
+    print(f"{binary}: not installed, skipped")
+    return False
+
+
+def rclone_env() -> dict[str, str]:
+    """The environment without ``RCLONE_*``, which would set rclone's flags (even its config file) behind our back."""
+    return {name: value for name, value in os.environ.items() if not name.upper().startswith("RCLONE_")}
+
+
 # -- the contenders ------------------------------------------------------------------------------------------------
 
 
@@ -215,26 +270,61 @@ class Bench:
         seconds = time.perf_counter() - started
         if result.outcome != "copied" or result.destination != self.destination:
             raise SystemExit(f"agent: unexpected result {result}")
-        if self.source.exists():
-            raise SystemExit("agent: the source was not removed")
+        self.check_source_gone("agent")
         self.check_destination("agent", result.checksum)
         return seconds
 
     def run_cp_sync(self) -> float:
         command = ["sh", "-c", 'cp -- "$1" "$2" && sync', "sh", os.fspath(self.source), os.fspath(self.destination)]
-        started = time.perf_counter()
-        subprocess.run(command, check=True)
-        seconds = time.perf_counter() - started
+        seconds = _timed(command)
         self.check_destination("cp", None)
         return seconds
 
+    def run_rsync(self) -> float:
+        # Without -a, like cp: neither keeps times or owners, and the agent does not either.
+        script = 'rsync --remove-source-files "$1" "$2"/ && sync'
+        seconds = _timed(["sh", "-c", script, "sh", os.fspath(self.source), os.fspath(self.destination_root)])
+        self.check_source_gone("rsync")
+        self.check_destination("rsync", None)
+        return seconds
+
+    def run_rclone(self) -> float:
+        # Local paths only (absolute, so no "remote:" prefix is possible) and /dev/null as the config: no remote is
+        # defined, so rclone has nothing to reach over the network and no user's settings to read.
+        script = 'rclone move --config /dev/null "$1" "$2" && sync'
+        command = ["sh", "-c", script, "sh", os.fspath(self.source_root), os.fspath(self.destination_root)]
+        seconds = _timed(command, rclone_env())
+        self.check_source_gone("rclone")
+        self.check_destination("rclone", None)
+        return seconds
+
+    def check_source_gone(self, who: str) -> None:
+        """The movers delete the source; rclone leaves the (empty) folder, which is fine."""
+        left = sorted(entry.name for entry in os.scandir(self.source_root))
+        if left:
+            raise SystemExit(f"{who}: the source was not removed (left in {self.source_root}: {left})")
+
     def check_destination(self, who: str, reported: str | None) -> None:
-        """Sanity, outside the timing: the destination's checksum is the master's."""
+        """Sanity, outside the timing: the destination holds exactly the one file (no left-over temp or partial
+        file), and its checksum is the master's."""
         if reported is not None and reported != self.master_checksum:
             raise SystemExit(f"{who}: reported checksum {reported} differs from the master's {self.master_checksum}")
+        found = sorted(
+            os.path.relpath(os.path.join(top, name), self.destination_root)
+            for top, folders, files in os.walk(self.destination_root)
+            for name in folders + files
+        )
+        if found != [FILE_NAME] or not self.destination.is_file() or self.destination.is_symlink():
+            raise SystemExit(f"{who}: the destination should hold just {FILE_NAME}, it holds {found}")
         actual = hash_file(self.destination)
         if actual != self.master_checksum:
             raise SystemExit(f"{who}: destination checksum {actual} differs from the master's {self.master_checksum}")
+
+
+def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env)
+    return time.perf_counter() - started
 
 
 # -- profile of one agent copy ---------------------------------------------------------------------------------------
@@ -290,20 +380,84 @@ def profile_agent(bench: Bench) -> None:
 
 
 def median_table(size: int, times: dict[str, list[float]]) -> None:
-    reference = statistics.median(times[CP_SYNC])
-    best_reference = min(times[CP_SYNC])
-    print(f"\n{'contender':<36} {'median s':>9} {'MB/s':>8} {'vs cp+sync':>11} {'best s':>7} {'best vs':>8}   runs (s)")
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    reference, best_reference = medians[CP_SYNC], min(times[CP_SYNC])
+    rclone = medians.get(RCLONE)
+    width = max(len(name) for name in times)
+    print(
+        f"\n{'contender':<{width}} {'median s':>9} {'MB/s':>8} {'vs cp+sync':>11} {'vs rclone':>10}"
+        f" {'best s':>7} {'best vs':>8}   runs (s)"
+    )
     for name, values in times.items():
-        med, best = statistics.median(values), min(values)
+        med, best = medians[name], min(values)
+        versus_rclone = f"{rclone / med:9.2f}x" if rclone is not None else f"{'-':>10}"
         runs = " ".join(f"{v:.2f}" for v in values)
         print(
-            f"{name:<36} {med:9.3f} {size / 1e6 / med:8.1f} {reference / med:10.2f}x"
+            f"{name:<{width}} {med:9.3f} {size / 1e6 / med:8.1f} {reference / med:10.2f}x {versus_rclone}"
             f" {best:7.3f} {best_reference / best:7.2f}x   {runs}"
         )
-    agent_ratio = reference / statistics.median(times[AGENT])
-    verdict = "PASS" if agent_ratio >= GOAL_RATIO else "MISS"
-    print(f"\ngoal: agent >= {GOAL_RATIO} x cp+sync (median throughput): {agent_ratio:.2f} x -> {verdict}")
-    print("(ratios are cp+sync seconds / contender seconds; 'best vs' compares the fastest runs)")
+    print("(ratios are a peer's median seconds / the contender's; 'best vs' compares the fastest runs with cp+sync's)")
+
+
+@dataclass
+class Goal:
+    text: str  # "agent >= 0.9 x cp+sync"
+    peer: str
+    least: float
+    ratio: float | None  # the peer's median seconds / the agent's; None when the peer was skipped
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.ratio is None else self.ratio >= self.least
+
+    def line(self) -> str:
+        if self.ratio is None:
+            return f"goal: {self.text}: SKIPPED ({self.peer.split()[0]} not run)"
+        return f"goal: {self.text}: {'PASS' if self.passed else 'FAIL'} ({self.ratio:.2f})"
+
+
+def goals(times: dict[str, list[float]]) -> list[Goal]:
+    agent = statistics.median(times[AGENT])
+    wanted = [(f"agent >= {GOAL_RATIO:g} x cp+sync", CP_SYNC, GOAL_RATIO)]
+    wanted.append((f"agent >= {GOAL_RCLONE_RATIO:g} x rclone move", RCLONE, GOAL_RCLONE_RATIO))
+    return [
+        Goal(text, peer, least, statistics.median(times[peer]) / agent if peer in times else None)
+        for text, peer, least in wanted
+    ]
+
+
+def write_json(
+    path: Path, size: int, times: dict[str, list[float]], results: list[Goal], facts: dict[str, Any]
+) -> None:
+    """Medians and goals for a runner that collects several benchmarks; the keys do not change with the labels."""
+    contenders = {
+        JSON_KEYS[name]: {
+            "name": name,
+            "median_s": round(statistics.median(values), 4),
+            "mb_per_s": round(size / 1e6 / statistics.median(values), 1),
+            "runs_s": [round(v, 4) for v in values],
+        }
+        for name, values in times.items()
+    }
+    document = {
+        "benchmark": "copier_throughput",
+        "size_bytes": size,
+        **facts,
+        "contenders": contenders,
+        "goals": [
+            {
+                "goal": goal.text,
+                "peer": JSON_KEYS[goal.peer],
+                "at_least": goal.least,
+                "ratio": None if goal.ratio is None else round(goal.ratio, 3),
+                "passed": goal.passed,
+            }
+            for goal in results
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--with-verify-size", action="store_true", help="add the agent with verify=size (no re-read) as a contender"
     )
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write medians and goals here")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -328,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     destination_root = workdir / "destination"
     for folder in (master.parent, source_root):
         folder.mkdir(parents=True, exist_ok=True)
+    have = {RSYNC: ensure_tool("rsync", "rsync"), RCLONE: ensure_tool("rclone", "rclone")}
     try:
         ensure_master(master, args.size)
         master_checksum = hash_file(master)
@@ -350,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"file: {human(args.size)} ({args.size} bytes), {args.runs} run(s) per contender")
 
             contenders: list[tuple[str, Callable[[], float]]] = [(AGENT, bench.run_agent), (CP_SYNC, bench.run_cp_sync)]
+            contenders += [
+                (name, run) for name, run in ((RSYNC, bench.run_rsync), (RCLONE, bench.run_rclone)) if have[name]
+            ]
+            if not mounted and have[RCLONE]:
+                print("note: on one filesystem rclone renames instead of copying, so its row is no copy")
             if args.with_verify_size:
                 contenders.append((AGENT_SIZE, bench.run_agent_size))
             times: dict[str, list[float]] = {name: [] for name, _ in contenders}
@@ -366,6 +527,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print("page cache: NOT dropped (not permitted); sync only - the source may be served from memory")
             median_table(args.size, times)
+            results = goals(times)
+            print()
+            for goal in results:
+                print(goal.line())
+            if args.json is not None:
+                facts: dict[str, Any] = {"runs": args.runs, "destination_tmpfs": mounted, "page_cache_dropped": dropped}
+                facts["skipped"] = [JSON_KEYS[name] for name, there in have.items() if not there]
+                facts["machine"] = {"nproc": os.cpu_count(), "cpu": cpu_model(), "kernel": platform.release()}
+                write_json(args.json, args.size, times, results, facts)
             if args.profile:
                 profile_agent(bench)
             empty_folder(destination_root)

@@ -1,26 +1,42 @@
-"""End to end through the ``transfer_once`` flow, against ``rsync --remove-source-files`` and ``cp -r && sync``.
+"""End to end through the ``watch_folder`` flow and a local Prefect server, against ``rsync``, ``rclone`` and ``cp``.
 
 Run as root to get a tmpfs destination and dropped caches (both are skipped, with a note, otherwise)::
 
-    python benchmarks/flow_throughput.py [--small-files 2000] [--small-size 64KiB] [--big-size 1GiB] [--runs 3]
-        [--folders 8] [--copies N] [--workdir DIR] [--profile]
+    python benchmarks/flow_throughput.py [--small-files 2000] [--small-size 64KiB] [--folders 8] [--big-size 1GiB]
+        [--runs 3] [--copies N] [--quiet-logs] [--skip-big] [--workdir DIR] [--json PATH]
 
-Two scenarios on the same machine, in the same run: ``--small-files`` files of ``--small-size`` spread over
-``--folders`` folders (files/s), and one file of ``--big-size`` (MB/s). Each is moved by the agent - the
-``transfer_once`` flow called in-process, ``file_stable_time_seconds=0.2``, ``polling_interval_seconds=0.1``, no log
-file, ``max_concurrent_copies`` default or ``--copies`` - timed from the flow call to its return; by
-``rsync -a --remove-source-files SRC/ DST/``; and by ``cp -r SRC/. DST/ && sync``. The agent's row is also shown
-minus the stable time it must wait by design. The data (random bytes) is written once into ``WORKDIR/master`` and
-hard-linked (or copied, untimed) back into the source before every timed run; the destination is emptied, dirty
-pages are written back and, when permitted, the page cache is dropped; the contenders' order alternates between runs.
-After every run, outside the timing, the destination must hold exactly the expected files with the master's
-checksums (all of them), and the agent and rsync must have emptied the source. Each run's line also gives the CPU
-seconds: this process's and the temporary API server's (a child process) for the agent, the command's for the others.
+The agent runs the way ``fta up`` runs it: a Prefect server started by ``deployments.serve.LocalServer`` (a child
+process on 127.0.0.1, a free port, SQLite in ``WORKDIR/server/prefect``, the environment ``fta up`` gives it and
+nothing more) and ONE ``watch_folder`` run for the whole invocation, here in a thread of this process
+(``file_stable_time_seconds`` 0.2, ``polling_interval_seconds`` 0.1, no log file, no metrics port,
+``max_concurrent_copies`` default or ``--copies``; ``log_level`` and Prefect's logging at their defaults unless
+``--quiet-logs``). Prefect's console lines go to ``WORKDIR/server/agent-console.log`` instead of the terminal; the
+report counts them and shows those at WARNING or above.
 
-Prefect: without ``PREFECT_API_URL`` the first flow call starts a temporary local server, so one untimed warm-up
-on three tiny files comes first. Logging is quietened to WARNING (``PREFECT_LOGGING_LEVEL`` and the agent's own
-``log_level``, which the flow applies to the ``fta`` loggers on every call). ``--profile`` adds one more small-file
-agent run under cProfile (the flow's thread and the copy worker threads) and prints the top cumulative entries.
+Two scenarios: ``--small-files`` files of ``--small-size`` spread over ``--folders`` folders (files/s), and one file
+of ``--big-size`` (MB/s; ``--skip-big`` leaves it out). For every timed agent run the masters (random bytes, written
+once to ``WORKDIR/master``) are hard-linked, untimed, into a staging folder beside the source under folders named
+after the run (``r1f0`` ... ``r1f7`` for the first small run, ``b1f0`` for the first big one), and those folders are
+renamed into the watched source, so every file appears at once. The clock runs from the last rename until none of
+the files is left in the source (looked at every 10 ms); the agent's row is also shown minus the 0.2 s stable time
+it waits by design. Then, untimed, the Prefect API is asked every 0.1 s how many of the run's task runs (named
+``copy <relative path>``) are Completed, until all of them are or 60 s have passed: the lag from the last copy to
+the last record, and ``dropped`` = files - the final count. The server's log is searched for "queue is full",
+"dropped" and "Error flushing". CPU seconds per agent run, from the last rename until the records are complete:
+this process (the watch run, and the benchmark's own polling) and the server (``/proc``: it and its children).
+
+The peers move the same files from a source folder of their own (the watch run would take them from its source):
+``rsync -a --remove-source-files SRC/ DST/ && sync``, ``rclone move --config /dev/null SRC DST && sync`` (local to
+local, no config file, no ``RCLONE_*`` variables) and ``cp -r SRC/. DST/ && sync`` as the reference; a missing
+rsync or rclone is installed with ``apt-get`` once when root, else its rows are skipped. Before every run the source
+and destination are emptied, this process and the server are left to become idle, dirty pages are written back and,
+when permitted, the page cache is dropped; the contenders' order alternates between runs. After every run, untimed,
+the destination must hold exactly the expected files with the masters' checksums (all of them), and the movers must
+have emptied their source.
+
+Goals (small files): the agent's median is at least 500 files/s, stable time included; every run's task runs are
+all recorded Completed within 10 s of its last copy, none dropped. ``--json PATH`` also writes the medians, lags,
+dropped counts, CPU per file and the goals' results.
 """
 
 from __future__ import annotations
@@ -28,62 +44,75 @@ from __future__ import annotations
 import os
 
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ["PREFECT_SERVER_LOGGING_LEVEL"] = "CRITICAL"
-os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 
 import argparse
 import contextlib
-import cProfile
+import json
 import logging
-import pstats
+import math
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
-import prefect
-from copier_throughput import (
-    destination_mount,
-    drop_caches,
-    empty_folder,
-    ensure_master,
-    human,
-    parse_size,
-    print_machine,
-)
-from prefect.settings import PREFECT_API_URL
+from copier_throughput import destination_mount, drop_caches, ensure_master, human, parse_size, print_machine
 
-from flows.transfer_once import transfer_once
+from deployments.serve import LocalServer
 from fta.copier import hash_file
+from fta.probe import PROBE_PREFIX
+from fta.settings import Settings
+
+# Prefect is imported only once the server runs: it reads its settings (PREFECT_API_URL) when imported.
 
 STABLE_SECONDS = 0.2
 POLLING_SECONDS = 0.1
-LOG_LEVEL = "WARNING"
+QUIET_LEVEL = "WARNING"
 BIG_NAME = "big.bin"
-PROFILE_TOP = 15
+GOAL_FILES_PER_SECOND = 500.0
+GOAL_LAG_SECONDS = 10.0
+RECORD_TIMEOUT = 60.0  # after this the task runs not yet recorded Completed count as dropped
+SOURCE_POLL = 0.01  # seconds between two looks at the source during a timed agent run
+API_POLL = 0.1  # seconds between two counts of the recorded task runs
+MOVE_TIMEOUT = 600.0  # an agent run that has not emptied the source by then has failed
+WARM_UP_TIMEOUT = 180.0  # the first files also wait for the watch run to start
 SETTLE_INTERVAL = 0.5  # seconds between two looks at the CPU counters
-SETTLE_QUIET = 0.1  # below this share of one core, this process and the API server count as idle
-SETTLE_TIMEOUT = 600.0
+SETTLE_MARGIN = 0.1  # share of one core above the idle watch run's (it scans every 0.1 s) that still counts as idle
+SETTLE_TIMEOUT = 300.0
+IDLE_WINDOW = 3.0  # seconds over which the idle watch run and server are measured
+SERVER_WARNINGS = ("queue is full", "dropped", "error flushing")  # matched case-insensitively
+CONSOLE_WARNINGS = ("| warning", "| error", "| critical")  # the level column of Prefect's console format
+SHOWN_WARNINGS = 5
 
-AGENT = "agent (transfer_once flow)"
+AGENT = "agent (watch_folder flow)"
 AGENT_NET = f"agent minus {STABLE_SECONDS:g} s stable wait"
-RSYNC = "rsync -a --remove-source-files"
-CP_SYNC = "cp -r SRC/. DST/ && sync"
+RSYNC = "rsync -a --remove-source-files && sync"
+RCLONE = "rclone move && sync"
+CP_SYNC = "cp -r && sync"
+PEER_SCRIPTS = {
+    RSYNC: 'rsync -a --remove-source-files "$1"/ "$2"/ && sync',
+    # Absolute local paths (no "remote:" possible) and /dev/null as the config: nothing to reach over the network.
+    RCLONE: 'rclone move --config /dev/null -q "$1" "$2" && sync',
+    CP_SYNC: 'cp -r -- "$1/." "$2/" && sync',
+}
+MOVERS = {RSYNC, RCLONE}  # the peers that delete their source, like the agent
+JSON_KEYS = {AGENT: "agent", AGENT_NET: "agent_net", RSYNC: "rsync", RCLONE: "rclone", CP_SYNC: "cp_sync"}
+APT_TIMEOUT = 600.0
 
 
 # -- data ------------------------------------------------------------------------------------------------------
 
 
 def small_names(count: int, folders: int) -> list[str]:
-    return [f"d{index % folders:02d}/f{index:05d}.bin" for index in range(count)]
+    return [f"f{index % folders}/c{index:05d}.bin" for index in range(count)]
 
 
 def ensure_small_master(root: Path, names: list[str], size: int) -> None:
@@ -114,29 +143,64 @@ def list_files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def link_tree(master: Path, names: list[str], target: Path) -> None:
-    """Put the master files back into the source (untimed): hard links, else plain copies."""
-    for folder in sorted({Path(rel).parent for rel in names}):
-        (target / folder).mkdir(parents=True, exist_ok=True)
+def clear_folder(folder: Path) -> None:
+    """Remove everything in ``folder``; an entry that vanishes meanwhile (the agent's destination probe) is fine."""
+    for entry in os.scandir(folder):
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
+def stage(master: Path, names: list[str], tag: str, staging: Path) -> list[str]:
+    """Untimed: hard links (else copies) of the master files in ``staging``, each top folder prefixed with the run's
+    tag (``f0/c00000.bin`` -> ``r1f0/c00000.bin``); returns those folders."""
+    folders = sorted({tag + rel.split("/", 1)[0] for rel in names})
+    for folder in folders:
+        (staging / folder).mkdir(parents=True)
     for rel in names:
         try:
-            os.link(master / rel, target / rel)
+            os.link(master / rel, staging / (tag + rel))
         except OSError:
-            shutil.copyfile(master / rel, target / rel)
+            shutil.copyfile(master / rel, staging / (tag + rel))
+    return folders
+
+
+def place(staging: Path, folders: list[str], source: Path) -> None:
+    """The staged folders into the source: a few renames, so every file appears at once."""
+    for folder in folders:
+        os.rename(staging / folder, source / folder)
+
+
+def holds_entries(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except FileNotFoundError:  # the folder itself is gone
+        return False
 
 
 @dataclass
 class Scenario:
     key: str
+    letter: str  # the runs' tags are letter + run number: r1, r2 ... (small), b1, b2 ... (big)
     title: str
     master: Path
-    sums: dict[str, str]  # relative path -> xxh3-128 of the master file
+    sums: dict[str, str]  # relative path in the master (always below a folder) -> xxh3-128
     total_bytes: int
     rate_unit: str  # "files/s" or "MB/s"
 
     @property
     def names(self) -> list[str]:
         return list(self.sums)
+
+    def tag(self, run: int) -> str:
+        return f"{self.letter}{run + 1}"
+
+    def expected(self, tag: str) -> dict[str, str]:
+        """Relative path in a run's destination -> checksum."""
+        return {tag + rel: checksum for rel, checksum in self.sums.items()}
 
     def rate(self, seconds: float) -> float:
         if seconds <= 0:
@@ -150,320 +214,400 @@ def checksums(master: Path, names: list[str]) -> dict[str, str]:
     return {rel: hash_file(master / rel) for rel in names}
 
 
+# -- processes, the server, its logs ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of process ``root`` and all its descendants (with their reaped children's), from ``/proc``."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat_file:
+                fields = stat_file.read().rsplit(")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+            ticks[int(entry)] = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def completed_task_runs(api_url: str, name_like: str) -> int | None:
+    """How many task runs whose name contains ``name_like`` the API has recorded Completed (None: no answer)."""
+    body = {"task_runs": {"name": {"like_": name_like}, "state": {"type": {"any_": ["COMPLETED"]}}}}
+    request = urllib.request.Request(
+        f"{api_url}/task_runs/count",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(json.load(answer))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+@dataclass
+class LogWatch:
+    """The lines of a growing log file that contain one of ``words``, read from where the last look ended."""
+
+    path: Path
+    words: tuple[str, ...]
+    offset: int = 0
+    lines: int = 0
+
+    def new_matches(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as log_file:
+                log_file.seek(self.offset)
+                chunk = log_file.read()
+        except FileNotFoundError:
+            return []
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written is read next time
+        self.offset += len(complete)
+        text = complete.decode("utf-8", errors="replace").splitlines()
+        self.lines += len(text)
+        return [line for line in text if any(word in line.lower() for word in self.words)]
+
+
+def divert_prefect_console(path: Path) -> TextIO:
+    """Prefect's console handler writes to a file instead of stderr: one line per task run (and the agent's audit
+    line per file at INFO) would bury the report. The lines are still formatted and written, as under ``fta up``."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open until the end of the invocation
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setStream(stream)
+                handler.console.file = stream
+    return stream
+
+
+def drain_prefect_workers() -> None:
+    """Send the logs and events still queued in this process while the server is up (Prefect would try at exit)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=30)
+
+
+class WatchRun:
+    """The agent's one ``watch_folder`` run, in a thread of this process (as ``benchmarks/watch_soak.py`` runs it)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.outcome: list[Any] = []
+        self.thread = threading.Thread(target=self._run, name="watch_folder", daemon=True)
+
+    def _run(self) -> None:
+        from flows.watch_folder import watch_folder
+
+        try:
+            self.outcome.append(watch_folder(config=self.config, return_state=True))
+        except BaseException as exc:  # reported by stop(); the timed run sees the thread gone
+            self.outcome.append(exc)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self, timeout: float = 120.0) -> str:
+        """Ask the loop to stop (as SIGTERM does in ``fta watch``); returns how the flow run ended."""
+        from flows.transfer_loop import request_stop
+
+        request_stop()
+        self.thread.join(timeout)
+        return self.ended()
+
+    def ended(self) -> str:
+        if self.thread.is_alive():
+            return "still running"
+        if not self.outcome:
+            return "no outcome"
+        outcome = self.outcome[0]
+        if isinstance(outcome, BaseException):
+            return f"raised {outcome!r}"
+        return f"{outcome.name}: {outcome.message}" if outcome.message else str(outcome.name)
+
+
 # -- the contenders ------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Bench:
-    source_root: Path
-    destination_root: Path
-    copies: int | None
-    caches_dropped: list[bool] = field(default_factory=list)
-    server_cpu: list[float] = field(default_factory=list)  # CPU seconds of the API server (a child) per agent run
-    afterwork: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # scenario -> (busy s, CPU s)
+class AgentRun:
+    files: int
+    seconds: float  # last rename -> source empty
+    lag: float | None  # source empty -> every task run recorded Completed; None: not within RECORD_TIMEOUT
+    recorded: int
+    agent_cpu: float  # this process, last rename -> recorded
+    server_cpu: float  # the server and its children, same window
+    warnings: list[str]  # server-log lines since the previous agent run
 
-    def config(self) -> dict[str, Any]:
+    @property
+    def dropped(self) -> int:
+        return self.files - self.recorded
+
+
+@dataclass
+class Bench:
+    workdir: Path
+    destination_root: Path
+    server: LocalServer
+    server_log: LogWatch
+    console: TextIO  # where Prefect's console handler writes
+    console_log: LogWatch
+    peer_env: dict[str, str]
+    watch: WatchRun = field(init=False)
+    caches_dropped: list[bool] = field(default_factory=list)
+    quiet_share: float = SETTLE_MARGIN  # raised once the idle watch run has been measured
+
+    @property
+    def server_pid(self) -> int:
+        assert self.server.process is not None
+        return self.server.process.pid
+
+    @property
+    def source(self) -> Path:
+        return self.workdir / "source"
+
+    @property
+    def peer_source(self) -> Path:
+        return self.workdir / "peer-source"
+
+    @property
+    def staging(self) -> Path:
+        return self.workdir / "staging"
+
+    @property
+    def destination(self) -> Path:
+        return self.destination_root / "agent"
+
+    @property
+    def peer_destination(self) -> Path:
+        return self.destination_root / "peers"
+
+    def make_folders(self) -> None:
+        for folder in (self.source, self.peer_source, self.staging, self.destination, self.peer_destination):
+            folder.mkdir(parents=True, exist_ok=True)
+            clear_folder(folder)
+
+    def start_watch(self, copies: int | None, quiet: bool) -> None:
+        self.watch = WatchRun(self.config(copies, quiet))
+        self.watch.start()
+
+    def config(self, copies: int | None, quiet: bool) -> dict[str, Any]:
         config: dict[str, Any] = {
-            "source_path": self.source_root,
-            "destination_path": self.destination_root,
+            "source_path": str(self.source),
+            "destination_path": str(self.destination),
             "file_stable_time_seconds": STABLE_SECONDS,
             "polling_interval_seconds": POLLING_SECONDS,
             "log_file_path": "",
-            "log_level": LOG_LEVEL,
+            "metrics_port": 0,
         }
-        if self.copies is not None:
-            config["max_concurrent_copies"] = self.copies
+        if copies is not None:
+            config["max_concurrent_copies"] = copies
+        if quiet:
+            config["log_level"] = QUIET_LEVEL
         return config
 
-    def prepare(self, scenario: Scenario) -> None:
-        """Untimed: source back from the master, destination empty, the API server idle, caches cold."""
-        empty_folder(self.source_root)
-        link_tree(scenario.master, scenario.names, self.source_root)
-        empty_folder(self.destination_root)
-        settle()
+    def prepare(self, scenario: Scenario, tag: str) -> list[str]:
+        """Untimed: empty sources and destinations (the tmpfs holds one run's data), the run's files staged, this
+        process and the server idle, caches cold. Returns the staged folders."""
+        for folder in (self.source, self.peer_source, self.staging, self.destination, self.peer_destination):
+            clear_folder(folder)
+        folders = stage(scenario.master, scenario.names, tag, self.staging)
+        settle(self.server_pid, self.quiet_share)
         self.caches_dropped.append(drop_caches())
+        return folders
 
-    def call_flow(self, expected: int) -> None:
-        state = transfer_once(config=self.config(), return_state=True)
-        if not state.is_completed():
-            raise SystemExit(f"agent: the flow ended {state.name}: {state.message}")
-        summary = state.result()
-        if not isinstance(summary, dict) or summary.get("completed") != expected or summary.get("failed"):
-            raise SystemExit(f"agent: expected {expected} completed file(s), the flow says {summary}")
-
-    def run_agent(self, scenario: Scenario) -> tuple[float, float]:
-        cpu, server = time.process_time(), children_cpu_seconds()
+    def run_agent(self, scenario: Scenario, tag: str) -> AgentRun:
+        folders = self.prepare(scenario, tag)
+        cpu, server = time.process_time(), tree_cpu_seconds(self.server_pid)
+        place(self.staging, folders, self.source)
         started = time.perf_counter()
-        self.call_flow(len(scenario.sums))
-        seconds = time.perf_counter() - started
-        cpu, server = time.process_time() - cpu, children_cpu_seconds() - server
-        self.server_cpu.append(server)
-        self.afterwork.setdefault(scenario.key, []).append(settle())
-        self.check(AGENT, scenario, source_emptied=True)
+        emptied = self.wait_moved(folders, MOVE_TIMEOUT)
+        # "copy r1f" is every task run of run r1 (its folders are r1f0, r1f1 ...) and of no other run.
+        lag, recorded = self.wait_recorded(f"copy {tag}f", len(scenario.sums), emptied)
+        cpu, server = time.process_time() - cpu, tree_cpu_seconds(self.server_pid) - server
+        warnings = self.server_log.new_matches()
+        self.check(AGENT, scenario.expected(tag), self.destination, self.source)
+        return AgentRun(len(scenario.sums), emptied - started, lag, recorded, cpu, server, warnings)
+
+    def run_peer(self, name: str, scenario: Scenario, tag: str) -> tuple[float, float]:
+        folders = self.prepare(scenario, tag)
+        place(self.staging, folders, self.peer_source)
+        script = PEER_SCRIPTS[name]
+        command = ["sh", "-c", script, "sh", os.fspath(self.peer_source), os.fspath(self.peer_destination)]
+        try:
+            seconds, cpu = timed_command(command, self.peer_env)
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"{name}: exited with {exc.returncode}") from exc
+        emptied = self.peer_source if name in MOVERS else None
+        self.check(name, scenario.expected(tag), self.peer_destination, emptied)
         return seconds, cpu
 
-    def run_rsync(self, scenario: Scenario) -> tuple[float, float]:
-        command = ["rsync", "-a", "--remove-source-files", f"{self.source_root}/", f"{self.destination_root}/"]
-        seconds, cpu = timed_command(command)
-        self.check(RSYNC, scenario, source_emptied=True)
-        return seconds, cpu
+    def wait_moved(self, folders: list[str], timeout: float) -> float:
+        """The moment (``perf_counter``) none of the run's files is left in the source, looked at every 10 ms."""
+        pending = [self.source / folder for folder in folders]
+        deadline = time.perf_counter() + timeout
+        while True:
+            pending = [folder for folder in pending if holds_entries(folder)]
+            now = time.perf_counter()
+            if not pending:
+                return now
+            if now > deadline or not self.watch.alive():
+                left = sum(len(os.listdir(folder)) for folder in pending if folder.is_dir())
+                ended = "" if self.watch.alive() else f"; the watch run ended ({self.watch.ended()})"
+                raise SystemExit(f"agent: {left} file(s) still in the source after {timeout:g} s{ended}")
+            time.sleep(SOURCE_POLL)
 
-    def run_cp_sync(self, scenario: Scenario) -> tuple[float, float]:
-        script = 'cp -r -- "$1/." "$2/" && sync'
-        seconds, cpu = timed_command(
-            ["sh", "-c", script, "sh", os.fspath(self.source_root), os.fspath(self.destination_root)]
-        )
-        self.check(CP_SYNC, scenario, source_emptied=False)
-        return seconds, cpu
+    def wait_recorded(self, name_like: str, expected: int, since: float) -> tuple[float | None, int]:
+        """Untimed: ask the API every 0.1 s until ``expected`` task runs are Completed or 60 s have passed since
+        ``since``. Returns the lag (None when not reached) and the last count."""
+        recorded = 0
+        while True:
+            count = completed_task_runs(self.server.api_url, name_like)
+            now = time.perf_counter()
+            recorded = recorded if count is None else count
+            if recorded >= expected:
+                return now - since, recorded
+            if now - since >= RECORD_TIMEOUT:
+                return None, recorded
+            time.sleep(API_POLL)
 
-    def check(self, who: str, scenario: Scenario, source_emptied: bool) -> None:
-        """Outside the timing: exactly the expected files arrived, every one with the master's checksum."""
-        arrived = list_files(self.destination_root)
-        if arrived != sorted(scenario.sums):
-            missing = sorted(set(scenario.sums) - set(arrived))
-            extra = sorted(set(arrived) - set(scenario.sums))
+    def check(self, who: str, expected: dict[str, str], destination: Path, emptied: Path | None) -> None:
+        """Outside the timing: exactly the expected files arrived, every one with the master's checksum; a mover left
+        no file in its source. The agent's destination probe (written and removed every poll) is not counted."""
+        arrived = [rel for rel in list_files(destination) if not rel.startswith(PROBE_PREFIX)]
+        if arrived != sorted(expected):
+            missing = sorted(set(expected) - set(arrived))
+            extra = sorted(set(arrived) - set(expected))
             raise SystemExit(
-                f"{who}: {len(arrived)} file(s) at the destination, expected {len(scenario.sums)}; "
+                f"{who}: {len(arrived)} file(s) at the destination, expected {len(expected)}; "
                 f"missing {missing[:5]}, unexpected {extra[:5]}"
             )
-        for rel, expected in scenario.sums.items():
-            actual = hash_file(self.destination_root / rel)
-            if actual != expected:
-                raise SystemExit(f"{who}: {rel}: checksum {actual} differs from the master's {expected}")
-        if source_emptied and (left := list_files(self.source_root)):
+        for rel, checksum in expected.items():
+            actual = hash_file(destination / rel)
+            if actual != checksum:
+                raise SystemExit(f"{who}: {rel}: checksum {actual} differs from the master's {checksum}")
+        if emptied is not None and (left := list_files(emptied)):
             raise SystemExit(f"{who}: {len(left)} file(s) left in the source, e.g. {left[:3]}")
 
+    def warm_up(self) -> None:
+        """Untimed: three tiny files through the watch run (its start, the first task runs) until recorded."""
+        names = [f"f0/w{index}.txt" for index in range(3)]
+        for rel in names:
+            (self.staging / f"warm{rel}").parent.mkdir(parents=True, exist_ok=True)
+            (self.staging / f"warm{rel}").write_bytes(b"warm-up\n")
+        started = time.perf_counter()
+        place(self.staging, ["warmf0"], self.source)
+        emptied = self.wait_moved(["warmf0"], WARM_UP_TIMEOUT)
+        lag, recorded = self.wait_recorded("copy warmf", len(names), emptied)
+        recording = f"recorded {lag:.1f} s later" if lag is not None else f"only {recorded} recorded"
+        print(f"warm-up: 3 tiny files moved {emptied - started:.1f} s after they appeared, {recording} (untimed)")
+        clear_folder(self.source)
+        clear_folder(self.destination)
 
-def children_cpu_seconds() -> float:
-    """CPU seconds used so far by this process's running children (the temporary Prefect API server)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    own = str(os.getpid())
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat_file:
-                fields = stat_file.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 12 and fields[1] == own:
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    def measure_idle(self) -> tuple[float, float]:
+        """Shares of one core the idle watch run (this process) and the server use; settling allows that much more."""
+        time.sleep(IDLE_WINDOW)
+        here, server = time.process_time(), tree_cpu_seconds(self.server_pid)
+        time.sleep(IDLE_WINDOW)
+        here = (time.process_time() - here) / IDLE_WINDOW
+        server = (tree_cpu_seconds(self.server_pid) - server) / IDLE_WINDOW
+        self.quiet_share = here + server + SETTLE_MARGIN
+        return here, server
 
 
-def settle() -> tuple[float, float]:
-    """Wait (untimed) until this process and its children (the temporary API server) are idle.
-
-    The flow run's task runs reach the server as events, which it records after the flow has returned; that backlog
-    must not slow the next contender down. Returns how long they stayed busy and the CPU seconds they used meanwhile.
-    """
+def settle(server_pid: int, quiet: float) -> None:
+    """Wait (untimed) until this process and the server use less than ``quiet`` of one core, twice in a row: a
+    backlog of the previous run must not slow the next contender down."""
     started = time.perf_counter()
-    first = last = time.process_time() + children_cpu_seconds()
-    busy_until, calm = started, 0
-    while calm < 2 and time.perf_counter() - started < SETTLE_TIMEOUT:
+    last = time.process_time() + tree_cpu_seconds(server_pid)
+    calm = 0
+    while calm < 2:
+        if time.perf_counter() - started > SETTLE_TIMEOUT:
+            print(f"note: still busy after {SETTLE_TIMEOUT:g} s of waiting to settle; going on", flush=True)
+            return
         time.sleep(SETTLE_INTERVAL)
-        now = time.process_time() + children_cpu_seconds()
-        if now - last < SETTLE_QUIET * SETTLE_INTERVAL:
-            calm += 1
-        else:
-            calm, busy_until = 0, time.perf_counter()
+        now = time.process_time() + tree_cpu_seconds(server_pid)
+        calm = calm + 1 if now - last < quiet * SETTLE_INTERVAL else 0
         last = now
-    return busy_until - started, last - first
 
 
-def timed_command(command: list[str]) -> tuple[float, float]:
+def timed_command(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and the children's CPU seconds of one command."""
     before = os.times()
     started = time.perf_counter()
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, env=env)
     seconds = time.perf_counter() - started
     after = os.times()
     return seconds, (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
 
-def ensure_rsync() -> bool:
-    """rsync is a Debian package: install it once when root and it is missing."""
-    if shutil.which("rsync"):
+def ensure_tool(binary: str) -> bool:
+    """rsync and rclone are Debian packages of that name: installed once when root and missing."""
+    if shutil.which(binary):
         return True
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("rsync is missing: apt-get install -y rsync ...", flush=True)
-        subprocess.run(
-            ["sh", "-c", "apt-get update -qq && apt-get install -y -qq rsync"],
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    if shutil.which("rsync"):
+        print(f"{binary} is missing: apt-get install -y {binary} ...", flush=True)
+        if not _apt_get("install", "-y", binary) and _apt_get("update"):  # the lists refreshed only when needed
+            _apt_get("install", "-y", binary)
+    if shutil.which(binary):
         return True
-    print("note: rsync is not available (and could not be installed); its rows are skipped")
+    print(f"note: {binary} is not available (and could not be installed); its rows are skipped")
     return False
 
 
-def warm_up(bench: Bench) -> float:
-    """Three tiny files through the flow: the first call starts Prefect's temporary server. Returns the seconds of
-    a second, identical call with the server up (the fixed cost of a flow run)."""
-    tiny = {f"warm/w{index}.txt": b"warm-up %d\n" % index for index in range(3)}
-    seconds = 0.0
-    for attempt in range(2):
-        empty_folder(bench.source_root)
-        empty_folder(bench.destination_root)
-        for rel, data in tiny.items():
-            (bench.source_root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (bench.source_root / rel).write_bytes(data)
-        if attempt == 0:
-            print("warm-up: first flow call (starts the Prefect API when none is configured) ...", flush=True)
-        else:
-            settle()
-        started = time.perf_counter()
-        bench.call_flow(len(tiny))
-        seconds = time.perf_counter() - started
-        if attempt == 0:
-            print(f"warm-up: {seconds:.1f} s (untimed)")
-    empty_folder(bench.source_root)
-    empty_folder(bench.destination_root)
-    return seconds
-
-
-# -- profile of one small-file agent run ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def profile_threads() -> Iterator[list[tuple[str, cProfile.Profile]]]:
-    """A cProfile of every thread started inside the block (each enables its own profiler on its first event)."""
-    profiles: list[tuple[str, cProfile.Profile]] = []
-
-    def start(frame: FrameType, event: str, arg: Any) -> None:
-        sys.setprofile(None)
-        profiler = cProfile.Profile()
-        profiles.append((threading.current_thread().name, profiler))
-        profiler.enable()
-
-    threading.setprofile(start)
+def _apt_get(*args: str) -> bool:
+    """apt-get quietly: its output names the mirrors, which have no place in the report."""
     try:
-        yield profiles
-    finally:
-        threading.setprofile(None)
+        done = subprocess.run(
+            ["apt-get", "-qq", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            timeout=APT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
-def _where(func: tuple[str, int, str]) -> str:
-    filename, line, name = func
-    if filename == "~":
-        return name
-    for marker in ("site-packages/", f"{Path.cwd()}/", "/lib/python3."):
-        if marker in filename:
-            filename = filename.split(marker, 1)[1]
-            if marker == "/lib/python3.":
-                filename = filename.split("/", 1)[-1]
-            break
-    return f"{filename}:{line}({name})"
+def peer_environment() -> dict[str, str]:
+    """The environment without ``RCLONE_*``, which would set rclone's flags (even its config file) behind our back."""
+    return {name: value for name, value in os.environ.items() if not name.upper().startswith("RCLONE_")}
 
 
-def _raw(stats: pstats.Stats) -> dict[tuple[str, int, str], tuple[int, int, float, float, Any]]:
-    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
-    return raw
-
-
-def print_top(title: str, stats: pstats.Stats) -> None:
-    rows = sorted(_raw(stats).items(), key=lambda item: -item[1][3])[:PROFILE_TOP]
-    print(f"\n  {title}: top {PROFILE_TOP} by cumulative time")
-    print(f"  {'ncalls':>8} {'tottime':>8} {'cumtime':>8}  function")
-    for func, (_cc, ncalls, tottime, cumtime, _callers) in rows:
-        print(f"  {ncalls:8d} {tottime:8.3f} {cumtime:8.3f}  {_where(func)}")
-
-
-def cumulative(stats: pstats.Stats, path_end: str, name: str) -> tuple[float, int]:
-    """Cumulative seconds and calls of the functions called ``name`` in a file whose path ends with ``path_end``."""
-    seconds, calls = 0.0, 0
-    for (filename, _line, func), (_cc, ncalls, _tt, cumtime, _callers) in _raw(stats).items():
-        if func == name and filename.endswith(path_end):
-            seconds, calls = seconds + cumtime, calls + ncalls
-    return seconds, calls
-
-
-def print_parts(title: str, total: float, parts: list[tuple[str, float, int]], files: int) -> None:
-    """One line per part: seconds, share of ``total``, calls, milliseconds per file; the remainder last."""
-    print(f"\n  {title}: {total:.2f} s")
-    rows = [*parts, ("everything else", total - sum(part[1] for part in parts), 0)]
-    width = max(len(row[0]) for row in rows)
-    for label, seconds, calls in rows:
-        share = seconds / total if total else 0.0
-        count = f"{calls:6d} calls" if calls else " " * 12
-        print(f"    {label:<{width}} {seconds:7.2f} s {share:6.1%}  {count}  {1000 * seconds / files:6.1f} ms/file")
-
-
-def print_breakdown(main: pstats.Stats, workers: pstats.Stats | None, files: int) -> None:
-    flow_total, _ = cumulative(main, "prefect/flow_engine.py", "run_flow_sync")
-    loop, _ = cumulative(main, "flows/transfer_loop.py", "run")
-    flow_parts = [
-        ("flow engine outside the loop (create/start/end the flow run)", flow_total - loop, 1),
-        (
-            "guard: destination probe (new thread, write + fsync a file)",
-            *cumulative(main, "flows/transfer_loop.py", "_guard"),
-        ),
-        ("scan + readiness (scan_source, /proc writer scan)", *cumulative(main, "flows/transfer_loop.py", "_scan")),
-        ("submit copy_file task runs", *cumulative(main, "flows/transfer_loop.py", "_submit")),
-        ("collect ended task runs", *cumulative(main, "flows/transfer_loop.py", "_collect")),
-        ("status artifact (API call, at most ~1/s)", *cumulative(main, "flows/transfer_loop.py", "_publish")),
-        ("drain: shut the thread pool down", *cumulative(main, "flows/transfer_loop.py", "_drain")),
-    ]
-    print_parts(
-        "where the flow's thread spent its time (wall; the rest is waiting for copies or the next poll)",
-        flow_total,
-        flow_parts,
-        files,
-    )
-    if workers is None:
-        return
-    in_pool, _ = cumulative(workers, "concurrent/futures/thread.py", "run")
-    engine, runs = cumulative(workers, "prefect/task_engine.py", "run_task_sync")
-    task, _ = cumulative(workers, "tasks/copy_file.py", "copy_file")
-    copy, _ = cumulative(workers, "fta/copier.py", "copy")
-    writers, writer_calls = cumulative(workers, "fta/openfiles.py", "open_for_writing")
-    pump, pump_calls = cumulative(workers, "fta/copier.py", "_pump")
-    place, place_calls = cumulative(workers, "fta/copier.py", "_place")
-    worker_parts = [
-        ("Prefect task engine around copy_file (states, events, hooks)", engine - task, runs),
-        ("copy_file around the copier (board, audit log line)", task - copy, 0),
-        ("copier: open-writer checks (/proc scan of every process)", writers, writer_calls),
-        ("copier: read + hash + write + fsync + read-back (_pump)", pump, pump_calls),
-        ("copier: no-replace rename + folder fsync (_place)", place, place_calls),
-        ("copier: the rest (open, stat, checks, delete the source)", copy - writers - pump - place, 0),
-    ]
-    print_parts("where the copy worker threads spent their time (summed over threads)", in_pool, worker_parts, files)
-
-
-def profile_agent(bench: Bench, scenario: Scenario) -> None:
-    bench.prepare(scenario)
-    main_profile = cProfile.Profile()
-    with profile_threads() as threads:
-        started = time.perf_counter()
-        main_profile.enable()
-        bench.call_flow(len(scenario.sums))
-        main_profile.disable()
-        total = time.perf_counter() - started
-    bench.check(AGENT, scenario, source_emptied=True)
-    print(
-        f"\nprofile of one {scenario.title} agent run: {total:.2f} s wall under cProfile "
-        f"({scenario.rate(total):.1f} {scenario.rate_unit}; cProfile slows Python code down)"
-    )
-    main_stats = pstats.Stats(main_profile)
-    print_top("the flow's thread (scan, guard, submit, wait)", main_stats)
-    workers = [profile for name, profile in threads if name.startswith("ThreadPoolExecutor")]
-    merged = pstats.Stats(workers[0]) if workers else None
-    if merged is not None:
-        for profile in workers[1:]:
-            merged.add(profile)
-        print_top(f"the {len(workers)} copy worker thread(s), summed (copy_file task runs)", merged)
-    print_breakdown(main_stats, merged, len(scenario.sums))
-
-
-# -- main ----------------------------------------------------------------------------------------------------------
+# -- the report ------------------------------------------------------------------------------------------------
 
 
 def print_table(scenarios: list[Scenario], times: dict[str, dict[str, list[float]]]) -> None:
     width = max(len(scenario.title) for scenario in scenarios)
-    print(f"\n{'scenario':<{width}}  {'contender':<32} {'median s':>9} {'rate':>16} {'vs cp':>7}   runs (s)")
+    print(f"\n{'scenario':<{width}}  {'contender':<38} {'median s':>9} {'rate':>16} {'vs cp':>7}   every run (s)")
     for scenario in scenarios:
         rows = times[scenario.key]
         reference = statistics.median(rows[CP_SYNC])
@@ -471,19 +615,347 @@ def print_table(scenarios: list[Scenario], times: dict[str, dict[str, list[float
             median = statistics.median(values)
             rate = f"{scenario.rate(median):.1f} {scenario.rate_unit}"
             label = scenario.title if index == 0 else ""
-            runs = " ".join(f"{value:.2f}" for value in values)
-            print(f"{label:<{width}}  {name:<32} {median:9.3f} {rate:>16} {reference / median:6.2f}x   {runs}")
+            runs = " ".join(f"{value:.3f}" for value in values)
+            print(f"{label:<{width}}  {name:<38} {median:9.3f} {rate:>16} {reference / median:6.2f}x   {runs}")
     print(
         f"\nnote: '{AGENT_NET}' is the agent's time minus file_stable_time_seconds ({STABLE_SECONDS:g} s): by design"
-        " the agent copies a file only once it has been unchanged that long, rsync and cp do not wait. Still"
-        f" included: the flow run's start and end (API calls), the first scan, and up to one polling interval"
-        f" ({POLLING_SECONDS:g} s) before the stable files are seen."
+        " the agent copies a file only once it has been unchanged that long, the peers do not wait. Still included:"
+        f" up to one polling interval ({POLLING_SECONDS:g} s) before the new files are seen, and the 10 ms"
+        " resolution of the look at the source."
     )
     print("note: 'vs cp' = cp+sync median seconds / contender median seconds (above 1: faster than cp).")
     print(
-        "note: the agent and rsync delete the sources (the agent after verifying each copy's checksum and fsyncing"
-        " it); cp leaves them."
+        "note: the agent, rsync and rclone delete the sources (the agent after verifying each copy's checksum and"
+        " fsyncing it, with one Prefect task run per file); cp leaves them. The idle watch run keeps scanning its"
+        f" empty source every {POLLING_SECONDS:g} s while the peers run."
     )
+
+
+def print_recording(scenario: Scenario, runs: list[AgentRun]) -> None:
+    lags = " ".join(f"{run.lag:.2f}" if run.lag is not None else f">{RECORD_TIMEOUT:g}" for run in runs)
+    dropped = " ".join(str(run.dropped) for run in runs)
+    agent = statistics.median(run.agent_cpu for run in runs)
+    server = statistics.median(run.server_cpu for run in runs)
+    print(f"\n{scenario.title}, agent runs:")
+    print(f"  recorded Completed in the API, seconds after the last copy: {lags}; dropped: {dropped}")
+    files = len(scenario.sums)
+    if files == 1:
+        print(f"  CPU per run (median; last rename -> recorded): agent process {agent:.2f} s, server {server:.2f} s")
+        return
+    print(
+        f"  CPU per run (median; last rename -> recorded): agent process {agent:.2f} s"
+        f" = {1000 * agent / files:.2f} ms CPU per file, server {server:.2f} s = {1000 * server / files:.2f} ms CPU"
+        " per file"
+    )
+
+
+@dataclass
+class Goal:
+    text: str
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"goal: {self.text}: {'PASS' if self.passed else 'FAIL'} ({self.detail})"
+
+
+def goals(
+    scenario: Scenario, seconds: list[float], runs: list[AgentRun], warnings: int, floor: Floor | None
+) -> list[Goal]:
+    median = statistics.median(seconds)
+    rate, net = scenario.rate(median), scenario.rate(median - STABLE_SECONDS)
+    lags = [run.lag if run.lag is not None else float("inf") for run in runs]
+    dropped = sum(run.dropped for run in runs)
+    files = len(scenario.sums)
+    return [
+        Goal(
+            f"agent >= {GOAL_FILES_PER_SECOND:g} files/s",
+            rate >= GOAL_FILES_PER_SECOND,
+            f"{rate:.1f} files/s; {net:.1f} without the {STABLE_SECONDS:g} s stable wait"
+            + (f"; Prefect alone: {floor.rate:.0f} no-op task runs/s" if floor is not None else ""),
+        ),
+        Goal(
+            f"all {files} task runs Completed in the API within {GOAL_LAG_SECONDS:g} s of the last copy",
+            max(lags) <= GOAL_LAG_SECONDS and dropped == 0,
+            f"median lag {statistics.median(lags):.2f} s, max {max(lags):.2f} s, dropped {dropped};"
+            f" server-log warnings {warnings}",
+        ),
+    ]
+
+
+def finite(value: float) -> float | None:
+    """JSON has no infinity: a lag that never ended is null."""
+    return value if math.isfinite(value) else None
+
+
+def write_json(
+    path: Path,
+    scenarios: list[Scenario],
+    times: dict[str, dict[str, list[float]]],
+    agent_runs: dict[str, list[AgentRun]],
+    results: list[Goal],
+    warnings: int,
+    floor: Floor | None,
+) -> None:
+    report: dict[str, Any] = {"scenarios": {}, "server_log_warnings": warnings}
+    if floor is not None:
+        report["prefect_floor"] = {
+            "task_runs": floor.task_runs,
+            "seconds": floor.seconds,
+            "task_runs_per_s": floor.rate,
+            "cpu_ms_per_task_run": 1000 * floor.cpu / floor.task_runs,
+        }
+    for scenario in scenarios:
+        runs = agent_runs[scenario.key]
+        files = len(scenario.sums)
+        lags = [run.lag if run.lag is not None else float("inf") for run in runs]
+        medians = {JSON_KEYS[name]: statistics.median(values) for name, values in times[scenario.key].items()}
+        report["scenarios"][scenario.key] = {
+            "title": scenario.title,
+            "rate_unit": scenario.rate_unit,
+            "median_seconds": medians,
+            "rate": {key: scenario.rate(seconds) for key, seconds in medians.items()},
+            "runs_seconds": {JSON_KEYS[name]: values for name, values in times[scenario.key].items()},
+            "agent_lags_seconds": [run.lag for run in runs],  # null: not all recorded within RECORD_TIMEOUT
+            "agent_lag_median_seconds": finite(statistics.median(lags)),
+            "agent_lag_max_seconds": finite(max(lags)),
+            "agent_dropped": [run.dropped for run in runs],
+            "agent_cpu_ms_per_file": 1000 * statistics.median(run.agent_cpu for run in runs) / files,
+            "server_cpu_ms_per_file": 1000 * statistics.median(run.server_cpu for run in runs) / files,
+        }
+    report["goals"] = [{"goal": goal.text, "passed": goal.passed, "detail": goal.detail} for goal in results]
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"json: {path}")
+
+
+# -- main ----------------------------------------------------------------------------------------------------------
+
+
+def build_scenarios(args: argparse.Namespace, masters: Path) -> list[Scenario]:
+    names = small_names(args.small_files, args.folders)
+    small = masters / "small"
+    ensure_small_master(small, names, args.small_size)
+    scenarios = [
+        Scenario(
+            "small",
+            "r",
+            f"{args.small_files} x {human(args.small_size)} in {min(args.folders, args.small_files)} folders",
+            small,
+            checksums(small, names),
+            args.small_files * args.small_size,
+            "files/s",
+        )
+    ]
+    if not args.skip_big:
+        big = masters / "big"
+        (big / "f0").mkdir(parents=True, exist_ok=True)
+        ensure_master(big / "f0" / BIG_NAME, args.big_size)
+        big_names = [f"f0/{BIG_NAME}"]
+        scenarios.append(
+            Scenario("big", "b", f"1 x {human(args.big_size)}", big, checksums(big, big_names), args.big_size, "MB/s")
+        )
+    return scenarios
+
+
+def start_server(data_path: Path) -> LocalServer:
+    """As ``fta up`` does: its environment here too, then the server, then PREFECT_API_URL pointing at it."""
+    shutil.rmtree(data_path, ignore_errors=True)  # a fresh database every invocation
+    server = LocalServer(data_path, free_port())
+    if os.environ.get("PREFECT_API_URL"):
+        print(f"note: PREFECT_API_URL was set ({os.environ['PREFECT_API_URL']}); this benchmark uses its own server")
+    os.environ.update(server.environment())
+    started = time.perf_counter()
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    print(f"server: prefect server start on {server.api_url}, up in {time.perf_counter() - started:.1f} s")
+    return server
+
+
+def copies_of(requested: int | None) -> int:
+    default: int = Settings.model_fields["max_concurrent_copies"].default
+    return requested if requested is not None else default
+
+
+def describe_logging(quiet: bool) -> str:
+    if quiet:
+        return f"--quiet-logs: log_level {QUIET_LEVEL}, PREFECT_LOGGING_LEVEL={QUIET_LEVEL}"
+    level = Settings.model_fields["log_level"].default
+    prefect_level = os.environ.get("PREFECT_LOGGING_LEVEL", "default (INFO)")
+    return f"log_level {level} (the default), PREFECT_LOGGING_LEVEL {prefect_level}; --quiet-logs for {QUIET_LEVEL}"
+
+
+def time_scenario(
+    bench: Bench, scenario: Scenario, peers: list[str], runs: int
+) -> tuple[dict[str, list[float]], list[AgentRun]]:
+    print(f"\n{scenario.title}: {runs} run(s) per contender", flush=True)
+    rows: dict[str, list[float]] = {AGENT: [], AGENT_NET: [], **{name: [] for name in peers}}
+    agent_runs: list[AgentRun] = []
+    contenders = [AGENT, *peers]
+    for run in range(runs):
+        tag = scenario.tag(run)
+        for name in contenders if run % 2 == 0 else contenders[::-1]:
+            if name == AGENT:
+                result = bench.run_agent(scenario, tag)
+                agent_runs.append(result)
+                rows[AGENT].append(result.seconds)
+                rows[AGENT_NET].append(result.seconds - STABLE_SECONDS)
+                print_agent_run(run, scenario, result)
+                continue
+            seconds, cpu = bench.run_peer(name, scenario, tag)
+            rows[name].append(seconds)
+            rate = f"{scenario.rate(seconds):.1f} {scenario.rate_unit}"
+            print(f"  run {run + 1}: {name:<38} {seconds:8.3f} s {rate:>16}   CPU {cpu:6.2f} s", flush=True)
+    return rows, agent_runs
+
+
+@dataclass
+class Floor:
+    """What Prefect alone costs per task run here: no-op task runs through the agent's task runner and server."""
+
+    task_runs: int
+    seconds: float
+    cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.task_runs / self.seconds
+
+    def line(self) -> str:
+        return (
+            f"Prefect alone: {self.task_runs} no-op task runs (one flow, its own ThreadPoolTaskRunner, this server):"
+            f" {self.rate:.0f} task runs/s, {1000 * self.cpu / self.task_runs:.2f} ms CPU of this process per run"
+        )
+
+
+def prefect_floor(task_runs: int, workers: int) -> Floor:
+    """The same submission path as the watch flow (a flow's thread pool, one named task run each, no result kept),
+    with nothing to do in the task: the rate no per-file work can beat on this machine."""
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    @task(name="noop", task_run_name="noop {number}", cache_policy=NO_CACHE, persist_result=False)
+    def noop(number: int) -> None:
+        return None
+
+    @flow(name="prefect-floor", persist_result=False)
+    def floor(count: int) -> tuple[float, float]:
+        started, cpu = time.perf_counter(), time.process_time()
+        runner: ThreadPoolTaskRunner[Any]
+        submitted: Any = noop  # submitted as the watch flow submits copy_file
+        with ThreadPoolTaskRunner(max_workers=workers) as runner:
+            futures: list[Any] = [runner.submit(submitted, {"number": number}) for number in range(count)]
+            for future in futures:
+                future.wait()
+        return time.perf_counter() - started, time.process_time() - cpu
+
+    floor(min(50, task_runs))  # warm-up
+    seconds, cpu = floor(task_runs)
+    return Floor(task_runs, seconds, cpu)
+
+
+def print_agent_run(run: int, scenario: Scenario, result: AgentRun) -> None:
+    rate = f"{scenario.rate(result.seconds):.1f} {scenario.rate_unit}"
+    recorded = f"recorded +{result.lag:.2f} s" if result.lag is not None else f"NOT recorded in {RECORD_TIMEOUT:g} s"
+    print(
+        f"  run {run + 1}: {AGENT:<38} {result.seconds:8.3f} s {rate:>16}   {recorded}"
+        f" ({result.recorded}/{result.files}), CPU agent {result.agent_cpu:.2f} s, server {result.server_cpu:.2f} s",
+        flush=True,
+    )
+    for line in result.warnings[:SHOWN_WARNINGS]:
+        print(f"    server log: {line}")
+
+
+def report(
+    args: argparse.Namespace,
+    bench: Bench,
+    scenarios: list[Scenario],
+    times: dict[str, dict[str, list[float]]],
+    agent_runs: dict[str, list[AgentRun]],
+    floor: Floor | None,
+) -> None:
+    if all(bench.caches_dropped):
+        print("\npage cache: dropped before every timed run (sync; echo 3 > /proc/sys/vm/drop_caches)")
+    else:
+        print("\npage cache: NOT dropped (not permitted); sync only - the source may be served from memory")
+    print(f"load average at the end: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    print_table(scenarios, times)
+    for scenario in scenarios:
+        print_recording(scenario, agent_runs[scenario.key])
+    late = bench.server_log.new_matches()  # since the last agent run
+    for line in late[:SHOWN_WARNINGS]:
+        print(f"  server log: {line}")
+    warnings = len(late) + sum(len(run.warnings) for runs in agent_runs.values() for run in runs)
+    words = " / ".join(f"'{word}'" for word in SERVER_WARNINGS)
+    print(f"\nserver log ({bench.server_log.path}): {warnings} line(s) with {words}")
+    print_console_log(bench)
+    small = scenarios[0]
+    results = goals(small, times[small.key][AGENT], agent_runs[small.key], warnings, floor)
+    if floor is not None:
+        print(f"\n{floor.line()}")
+    print()
+    for goal in results:
+        print(goal.line())
+    if args.json is not None:
+        write_json(args.json, scenarios, times, agent_runs, results, warnings, floor)
+
+
+def print_console_log(bench: Bench) -> None:
+    bench.console.flush()
+    serious = bench.console_log.new_matches()
+    print(
+        f"agent console log ({bench.console_log.path}): {bench.console_log.lines} line(s),"
+        f" {len(serious)} at WARNING or above"
+    )
+    for line in serious[:SHOWN_WARNINGS]:
+        print(f"  {line}")
+
+
+def run_all(args: argparse.Namespace, workdir: Path, scenarios: list[Scenario], destination_root: Path) -> None:
+    peers = [name for name, binary in ((RSYNC, "rsync"), (RCLONE, "rclone")) if ensure_tool(binary)] + [CP_SYNC]
+    server = start_server(workdir / "server")
+    if args.quiet_logs:  # read when Prefect is imported, just below; the server started without it
+        os.environ["PREFECT_LOGGING_LEVEL"] = QUIET_LEVEL
+    console: TextIO | None = None
+    bench: Bench | None = None
+    try:
+        import prefect
+
+        import flows.watch_folder  # noqa: F401 - Prefect's flow machinery, which sets its logging up when imported
+
+        console = divert_prefect_console(server.home.parent / "agent-console.log")
+        server_log = LogWatch(server.home / "server.log", SERVER_WARNINGS)
+        console_log = LogWatch(Path(console.name), CONSOLE_WARNINGS)
+        bench = Bench(workdir, destination_root, server, server_log, console, console_log, peer_environment())
+        bench.make_folders()
+        print_machine(bench.source, bench.destination)
+        copies = args.copies if args.copies is not None else f"{Settings.model_fields['max_concurrent_copies'].default}"
+        print(
+            f"agent:   prefect {prefect.__version__}; one watch_folder run in this process, stable"
+            f" {STABLE_SECONDS:g} s, polling {POLLING_SECONDS:g} s, max_concurrent_copies {copies}, verify=checksum,"
+            f" no log file, no metrics port"
+        )
+        print(f"logging: {describe_logging(args.quiet_logs)}; Prefect's console lines go to {console.name}")
+        print(f"load average at start: {' '.join(f'{value:.2f}' for value in os.getloadavg())}", flush=True)
+        bench.start_watch(args.copies, args.quiet_logs)
+        bench.warm_up()
+        here, there = bench.measure_idle()
+        print(f"idle: the watch run uses {here:.1%} of a core, the server {there:.1%} (untimed runs wait for that)")
+        times: dict[str, dict[str, list[float]]] = {}
+        agent_runs: dict[str, list[AgentRun]] = {}
+        for scenario in scenarios:
+            times[scenario.key], agent_runs[scenario.key] = time_scenario(bench, scenario, peers, args.runs)
+        print(f"watch run: {bench.watch.stop()}")
+        floor = prefect_floor(len(scenarios[0].sums), copies_of(args.copies)) if not args.skip_floor else None
+        report(args, bench, scenarios, times, agent_runs, floor)
+    finally:
+        if bench is not None and hasattr(bench, "watch") and bench.watch.alive():
+            bench.watch.stop()
+        if "prefect" in sys.modules:
+            drain_prefect_workers()
+        server.stop()
+        if console is not None:
+            console.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -492,124 +964,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-size", type=parse_size, default=parse_size("64KiB"), help="default 64KiB")
     parser.add_argument("--folders", type=int, default=8, help="folders the small files are spread over (default 8)")
     parser.add_argument("--big-size", type=parse_size, default=parse_size("1GiB"), help="the big file (default 1GiB)")
+    parser.add_argument("--skip-big", action="store_true", help="only the small-file scenario")
+    parser.add_argument(
+        "--skip-floor", action="store_true", help="skip the no-op task runs that show what Prefect alone costs"
+    )
     parser.add_argument("--runs", type=int, default=3, help="timed runs per contender and scenario (default 3)")
     parser.add_argument("--copies", type=int, default=None, help="max_concurrent_copies (default: the setting's)")
+    parser.add_argument("--quiet-logs", action="store_true", help=f"log_level and Prefect's logging at {QUIET_LEVEL}")
     parser.add_argument("--workdir", type=Path, default=None, help="where the files go (default: a temp folder)")
-    parser.add_argument("--profile", action="store_true", help="also profile one small-file agent run")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.small_files < 1 or args.folders < 1:
         parser.error("--runs, --small-files and --folders must be at least 1")
     if args.copies is not None and args.copies < 1:
         parser.error("--copies must be at least 1")
-    logging.getLogger("fta").setLevel(LOG_LEVEL)
 
     own_workdir = args.workdir is None
     workdir: Path = Path(tempfile.mkdtemp(prefix="fta-bench-flow-")) if own_workdir else args.workdir
     workdir = workdir.resolve()
-    small_master = workdir / "master" / "small"
-    big_master = workdir / "master" / "big"
-    source_root = workdir / "source"
-    destination_root = workdir / "destination"
-    for folder in (big_master, source_root):
-        folder.mkdir(parents=True, exist_ok=True)
     page = 4096
-    room = max(args.big_size, args.small_files * (-(-args.small_size // page) * page + page))
+    small_room = args.small_files * (-(-args.small_size // page) * page + page)
+    room = small_room if args.skip_big else max(args.big_size, small_room)
     try:
-        names = small_names(args.small_files, args.folders)
-        ensure_small_master(small_master, names, args.small_size)
-        ensure_master(big_master / BIG_NAME, args.big_size)
-        scenarios = [
-            Scenario(
-                "small",
-                f"{args.small_files} x {human(args.small_size)} in {min(args.folders, args.small_files)} folders",
-                small_master,
-                checksums(small_master, names),
-                args.small_files * args.small_size,
-                "files/s",
-            ),
-            Scenario(
-                "big",
-                f"1 x {human(args.big_size)}",
-                big_master,
-                checksums(big_master, [BIG_NAME]),
-                args.big_size,
-                "MB/s",
-            ),
-        ]
-        have_rsync = ensure_rsync()
-        with destination_mount(destination_root, room) as mounted:
+        scenarios = build_scenarios(args, workdir / "master")
+        with destination_mount(workdir / "destination", room) as mounted:
             if not mounted:
                 print("note: no tmpfs (not root or mount failed): the destination is a folder on the same disk")
-            empty_folder(destination_root)
-            bench = Bench(source_root, destination_root, args.copies)
-            print_machine(source_root, destination_root)
-            api = PREFECT_API_URL.value() or "temporary local server"
-            copies = args.copies if args.copies is not None else "2 (default)"
-            print(
-                f"agent:   prefect {prefect.__version__}, API {api}; transfer_once with stable {STABLE_SECONDS:g} s,"
-                f" polling {POLLING_SECONDS:g} s, max_concurrent_copies {copies}, verify=checksum, log {LOG_LEVEL}"
-            )
-            print(f"load average at start: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
-            baseline = warm_up(bench)
-            print(f"baseline: transfer_once on 3 tiny files with the API up: {baseline:.2f} s (fixed cost of a run)")
-
-            contenders: list[tuple[str, Callable[[Scenario], tuple[float, float]]]] = [(AGENT, bench.run_agent)]
-            if have_rsync:
-                contenders.append((RSYNC, bench.run_rsync))
-            contenders.append((CP_SYNC, bench.run_cp_sync))
-            times: dict[str, dict[str, list[float]]] = {}
-            for scenario in scenarios:
-                print(f"\n{scenario.title}: {args.runs} run(s) per contender", flush=True)
-                rows: dict[str, list[float]] = {AGENT: [], AGENT_NET: []}
-                rows.update({name: [] for name, _ in contenders[1:]})
-                for run in range(args.runs):
-                    order = contenders if run % 2 == 0 else contenders[::-1]
-                    for name, contender in order:
-                        bench.prepare(scenario)
-                        seconds, cpu = contender(scenario)
-                        rows[name].append(seconds)
-                        if name == AGENT:
-                            rows[AGENT_NET].append(seconds - STABLE_SECONDS)
-                        rate = f"{scenario.rate(seconds):.1f} {scenario.rate_unit}"
-                        whose = "the command"
-                        if name == AGENT:
-                            busy, busy_cpu = bench.afterwork[scenario.key][-1]
-                            whose = (
-                                f"here + {bench.server_cpu[-1]:.2f} s API server; then busy {busy:.1f} s more,"
-                                f" {busy_cpu:.2f} s CPU"
-                            )
-                        print(
-                            f"  run {run + 1}: {name:<32} {seconds:8.3f} s {rate:>16}   CPU {cpu:6.2f} s ({whose})",
-                            flush=True,
-                        )
-                times[scenario.key] = rows
-            if all(bench.caches_dropped):
-                print("\npage cache: dropped before every timed run (sync; echo 3 > /proc/sys/vm/drop_caches)")
-            else:
-                print("\npage cache: NOT dropped (not permitted); sync only - the source may be served from memory")
-            print(f"load average at the end: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
-            print_table(scenarios, times)
-            for scenario in scenarios:
-                after = bench.afterwork.get(scenario.key, [])
-                if after:
-                    busy = statistics.median(value[0] for value in after)
-                    busy_cpu = statistics.median(value[1] for value in after)
-                    print(
-                        f"note: {scenario.title}: after the flow returned, this process and the API server stayed busy"
-                        f" a median {busy:.1f} s more ({busy_cpu:.2f} s CPU; recording the task runs), not timed;"
-                        " every timed run starts once they are idle."
-                    )
-            if args.profile:
-                profile_agent(bench, scenarios[0])
-            empty_folder(source_root)
-            empty_folder(destination_root)
+            run_all(args, workdir, scenarios, workdir / "destination")
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            empty_folder(source_root)
+        for folder in ("source", "peer-source", "staging"):
+            shutil.rmtree(workdir / folder, ignore_errors=True)
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
-            print(f"kept the masters in {workdir / 'master'} for the next run (delete {workdir} to free the space)")
+            print(f"kept the masters and the server's data in {workdir} (delete it to free the space)")
     return 0
 
 

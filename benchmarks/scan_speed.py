@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import resource
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed scans (default 5)")
     parser.add_argument("--root", type=Path, default=None, help="tree location (default: $TMPDIR/fta-bench-scan-N)")
     parser.add_argument("--remove", action="store_true", help="delete the tree afterwards")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.files < 1 or args.per_folder < 1 or args.runs < 1:
         parser.error("--files, --per-folder and --runs must be positive")
@@ -180,6 +182,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ngoal: {goal}: {scan_median.cpu:.3f} s -> {verdict}")
         cycle_verdict = "PASS" if cycle_cpu < GOAL_CPU_SECONDS else "MISS"
         print(f"      (whole cycle scan + update: {cycle_cpu:.3f} s CPU -> {cycle_verdict})")
+        if args.json is not None:
+            figures = {
+                "benchmark": "scan_speed",
+                "files": args.files,
+                "scan_cpu_s": scan_median.cpu,
+                "scan_wall_s": scan_median.wall,
+                "update_cpu_s": update_median.cpu,
+                "cold_scan_wall_s": cold.wall if cold is not None else None,
+                "peak_rss_mib": rss_after_updates,
+                "goal_pass": scan_median.cpu < GOAL_CPU_SECONDS,
+            }
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
     finally:
         if args.remove and root.exists():
             shutil.rmtree(root)

@@ -10,6 +10,7 @@ first and last batches side by side. Uses a temporary local Prefect server unles
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--size", default="4KiB")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="fta-soak-"))
@@ -100,6 +102,16 @@ def main() -> None:
     first, last = rows[min(1, len(rows) - 1)], rows[-1]
     print(f"RSS after batch {first[0]}: {first[2]:.0f} MB; after batch {last[0]}: {last[2]:.0f} MB")
     print(f"median latency batch {first[0]}: {first[4]:.2f} s; batch {last[0]}: {last[4]:.2f} s")
+    if args.json is not None:
+        keys = ("batch", "moved", "rss_mb", "files_per_s", "median_latency_s")
+        figures = {
+            "benchmark": "watch_soak",
+            "files": args.files,
+            "arrived": arrived,
+            "first": dict(zip(keys, first, strict=True)),
+            "last": dict(zip(keys, last, strict=True)),
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
