@@ -126,7 +126,7 @@ class SourceEvents:
         try:
             batches = watch(
                 self.root,
-                watch_filter=None,  # every change counts; the scan decides what matters
+                watch_filter=not_a_deletion,  # the scan decides what matters; a deletion brings no work
                 debounce=self._debounce_ms,
                 step=self._step_ms,
                 stop_event=stop,
@@ -172,6 +172,12 @@ class SourceEvents:
             return
         self._warned.add(message)
         log.warning("%s", message)
+
+
+def not_a_deletion(change: Any, path: str) -> bool:
+    """Whether a change is worth a scan: a deletion brings no new work (most are the agent's own, after each copy,
+    and would otherwise rescan the source after every file of a burst); the next poll forgets what vanished."""
+    return getattr(change, "name", None) != "deleted"
 
 
 def _identity(path: Path) -> Identity:

@@ -20,7 +20,7 @@ import pytest
 import watchfiles
 
 import fta.events
-from fta.events import SourceEvents, filesystem_type
+from fta.events import SourceEvents, filesystem_type, not_a_deletion
 from tests.conftest import write
 
 WAKE_TIMEOUT = 1.5
@@ -245,7 +245,7 @@ def test_a_watch_that_fails_to_arm_is_unavailable(
     assert not watcher.active
     assert any("file events unavailable" in line and "Permission denied" in line for line in warnings_of(caplog))
     assert options["paths"] == (source,)
-    assert options["watch_filter"] is None
+    assert options["watch_filter"] is not_a_deletion
     assert (options["step"], options["debounce"]) == (20, 300)
     assert options["force_polling"] is False
     assert options["ignore_permission_denied"] is False
@@ -353,3 +353,12 @@ def test_filesystem_type_is_the_longest_mount_above(path: str, kind: str) -> Non
 def test_filesystem_type_unknown_without_a_matching_mount(source: Path) -> None:
     assert filesystem_type(Path("/srv"), "garbage\ntmpfs /run tmpfs rw 0 0\n") is None
     assert filesystem_type(source)  # this machine's own table names something
+
+
+def test_deletions_wake_no_scan() -> None:
+    """The agent deletes every source it moved: those deletions must not make the loop rescan."""
+    from watchfiles import Change
+
+    assert not not_a_deletion(Change.deleted, "/src/a.mxf")
+    assert not_a_deletion(Change.added, "/src/a.mxf")
+    assert not_a_deletion(Change.modified, "/src/a.mxf")
