@@ -54,15 +54,16 @@ RUNNER_ROTATION = 5000
 EVENTS_RETRY_SECONDS = 60.0
 READY_NAMES_LOGGED = 5
 
-_active_stops: set[threading.Event] = set()
+_active_loops: set[TransferLoop] = set()
 _active_lock = threading.Lock()
 
 
 def request_stop() -> None:
     """Ask every transfer loop in this process to stop cleanly (SIGTERM, Ctrl-C, tests)."""
     with _active_lock:
-        for stop in _active_stops:
-            stop.set()
+        for loop in _active_loops:
+            loop.stop.set()
+            loop.runtime.wake.set()  # it may be waiting for its next scan, up to a polling interval away
 
 
 @dataclass
@@ -153,7 +154,7 @@ class TransferLoop:
 
     def run(self) -> LoopSummary:
         with _active_lock:
-            _active_stops.add(self.stop)
+            _active_loops.add(self)
         log.info(
             "agent started: %s -> %s (stable after %g s, scan every %g s, %d copies at once)",
             self.settings.source_path,
@@ -194,7 +195,7 @@ class TransferLoop:
             if not self._status.close():
                 log.warning("the last status artifact was not published: the Prefect API is slow or down")
             with _active_lock:
-                _active_stops.discard(self.stop)
+                _active_loops.discard(self)
         return self.summary
 
     def _finished(self) -> bool:
