@@ -33,6 +33,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.api_state import STATUS_KEY
+from flows.backlog import MAX_UNSENT, unsent_records
 from flows.housekeeping import ensure_shared_limit, remove_stale_temp_files, serve_metrics
 from flows.status_publisher import StatusPublisher
 from fta import metrics
@@ -53,6 +54,7 @@ log = logging.getLogger("fta.loop")
 RUNNER_ROTATION = 5000
 EVENTS_RETRY_SECONDS = 60.0
 READY_NAMES_LOGGED = 5
+PACE_SECONDS = 0.05  # how often a paced loop looks again whether the run history has caught up
 
 _active_loops: set[TransferLoop] = set()
 _active_lock = threading.Lock()
@@ -83,6 +85,7 @@ class TransferLoop:
         clock: Callable[[], float] = time.monotonic,
         max_cycles: int | None = None,
         reload: Callable[[], Settings] | None = None,
+        unsent: Callable[[], int] = unsent_records,
     ) -> None:
         self.once = once
         self.max_cycles = max_cycles
@@ -102,6 +105,8 @@ class TransferLoop:
         self._published_at = float("-inf")
         self._rotate_due = False
         self._status = StatusPublisher(_publish_status)
+        self._unsent = unsent
+        self._paced = False
         self._schedule = ScanSchedule(settings.polling_interval_seconds, clock)
         self._events: SourceEvents | None = None
         self._events_retry_at = float("-inf")
@@ -184,7 +189,8 @@ class TransferLoop:
                 self._release_results()
                 if self._finished():
                     break
-                self.runtime.wake.wait(self._schedule.wait_seconds())
+                pause = self._schedule.wait_seconds()
+                self.runtime.wake.wait(min(pause, PACE_SECONDS) if self._paced else pause)
                 self.runtime.wake.clear()
         finally:
             self.stop.set()  # copies still running stop between chunks and remove their temp files
@@ -303,6 +309,10 @@ class TransferLoop:
         count = 0
         # A file whose previous task run has not been settled yet waits: never two runs for one file.
         ready = [rel for rel in self.board.ready_files() if rel not in self._futures]
+        self._paced = bool(ready) and capacity > 0 and self._unsent() > MAX_UNSENT
+        if self._paced:  # the run history is behind: let Prefect's sender threads catch up first
+            log.debug("copies paced: more than %d run-history records not yet sent", MAX_UNSENT)
+            return 0
         for rel in ready[: max(0, capacity)]:
             self.board.queued(rel)
             try:
