@@ -64,7 +64,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from copier_throughput import destination_mount, drop_caches, ensure_master, human, parse_size, print_machine
+from copier_throughput import (
+    destination_mount,
+    drop_caches,
+    ensure_master,
+    ensure_tool,
+    human,
+    parse_size,
+    print_machine,
+)
 
 from deployments.serve import LocalServer
 from fta.copier import hash_file
@@ -105,7 +113,6 @@ PEER_SCRIPTS = {
 }
 MOVERS = {RSYNC, RCLONE}  # the peers that delete their source, like the agent
 JSON_KEYS = {AGENT: "agent", AGENT_NET: "agent_net", RSYNC: "rsync", RCLONE: "rclone", CP_SYNC: "cp_sync"}
-APT_TIMEOUT = 600.0
 
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -566,37 +573,6 @@ def timed_command(command: list[str], env: dict[str, str]) -> tuple[float, float
     return seconds, (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
 
-def ensure_tool(binary: str) -> bool:
-    """rsync and rclone are Debian packages of that name: installed once when root and missing."""
-    if shutil.which(binary):
-        return True
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"{binary} is missing: apt-get install -y {binary} ...", flush=True)
-        if not _apt_get("install", "-y", binary) and _apt_get("update"):  # the lists refreshed only when needed
-            _apt_get("install", "-y", binary)
-    if shutil.which(binary):
-        return True
-    print(f"note: {binary} is not available (and could not be installed); its rows are skipped")
-    return False
-
-
-def _apt_get(*args: str) -> bool:
-    """apt-get quietly: its output names the mirrors, which have no place in the report."""
-    try:
-        done = subprocess.run(
-            ["apt-get", "-qq", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            timeout=APT_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 def peer_environment() -> dict[str, str]:
     """The environment without ``RCLONE_*``, which would set rclone's flags (even its config file) behind our back."""
     return {name: value for name, value in os.environ.items() if not name.upper().startswith("RCLONE_")}
@@ -912,7 +888,7 @@ def print_console_log(bench: Bench) -> None:
 
 
 def run_all(args: argparse.Namespace, workdir: Path, scenarios: list[Scenario], destination_root: Path) -> None:
-    peers = [name for name, binary in ((RSYNC, "rsync"), (RCLONE, "rclone")) if ensure_tool(binary)] + [CP_SYNC]
+    peers = [name for name, binary in ((RSYNC, "rsync"), (RCLONE, "rclone")) if ensure_tool(binary, binary)] + [CP_SYNC]
     server = start_server(workdir / "server")
     if args.quiet_logs:  # read when Prefect is imported, just below; the server started without it
         os.environ["PREFECT_LOGGING_LEVEL"] = QUIET_LEVEL
