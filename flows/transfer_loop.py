@@ -116,6 +116,7 @@ class TransferLoop:
         """Take (new) settings: everything built from them is rebuilt; copies under way finish as they began."""
         self.settings = settings
         self._schedule.polling_interval = settings.polling_interval_seconds
+        self._schedule.stable_seconds = settings.file_stable_time_seconds
         tracker = self.board.tracker
         tracker.stable_seconds = settings.file_stable_time_seconds
         self.readiness = ReadinessCheck(

@@ -76,6 +76,21 @@ def test_extra_scans_keep_a_gap_of_four_times_the_scan_cost(clock: FakeClock) ->
     assert schedule.wait_seconds() == pytest.approx(MIN_GAP_SECONDS)
 
 
+def test_a_recording_written_all_the_time_is_rescanned_once_per_twentieth_of_the_stable_time(
+    clock: FakeClock,
+) -> None:
+    """Each such scan only restarts the file's timer: with 120 s stable, one every 6 s (the copy starts <= 5 % late)."""
+    schedule = ScanSchedule(POLL * 100, clock, stable_seconds=120.0)
+    schedule.events = True
+    scan(schedule, clock, seconds=0.001)
+    schedule.changed()
+    assert schedule.wait_seconds() == pytest.approx(6.0, abs=0.01)
+    clock.advance(5.9)
+    assert not schedule.extra_due()
+    clock.advance(0.2)
+    assert schedule.extra_due()
+
+
 def test_the_polling_interval_can_change(clock: FakeClock) -> None:
     schedule = ScanSchedule(POLL, clock)
     scan(schedule, clock)
