@@ -7,8 +7,10 @@ ready, and the copier checks once more right before it deletes a source.
 Two ways to ask, the first one preferred:
     read lease   ``fcntl(F_SETLEASE, F_RDLCK)`` on a read-only descriptor fails with EAGAIN exactly when any
                  descriptor or writable mapping of the file is open for writing, in any process of any user. One
-                 system call, released at once. It needs the file's owner or CAP_LEASE (root) and a local
-                 filesystem; anywhere else (EACCES, EINVAL on NFS, ...) the scan below answers instead. While the
+                 system call, released at once. It needs the file's owner or CAP_LEASE (root), and it is asked only
+                 on local filesystems whose leases are the kernel's own (``LEASE_FILESYSTEMS``): SMB answers EAGAIN
+                 whenever the server granted no oplock (every file would look written), NFS refuses, and overlay or
+                 FUSE may not see a writer underneath. Anywhere else the scan below answers instead. While the
                  lease is held (microseconds) a writer's open waits for it and the kernel signals us: the signal is
                  set to SIGURG, whose default action is to ignore it (SIGIO's would end the process).
     /proc scan   every descriptor of every visible process: about 2 ms on a quiet machine. Processes whose
@@ -24,9 +26,12 @@ import os
 import signal
 import stat
 from collections.abc import Callable
+from pathlib import Path
 
 _PROC = "/proc"
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+LEASE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "jfs", "bcachefs", "zfs"})
+_lease_trusted: dict[int, bool] = {}  # by st_dev; a device keeps its filesystem while mounted
 
 FileId = tuple[int, int]  # (st_dev, st_ino)
 
@@ -74,6 +79,35 @@ def _open_files(wanted: FileId | None) -> set[FileId]:
     return found
 
 
+def filesystems_by_device(mountinfo: str | None = None) -> dict[int, str]:
+    """st_dev -> filesystem type of every mount (``/proc/self/mountinfo``: ``major:minor`` is the 3rd field, the
+    type the first after the ``-`` separator)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path(f"{_PROC}/self/mountinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return {}
+    found: dict[int, str] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        try:
+            major, minor = (int(part) for part in fields[2].split(":"))
+            kind = fields[fields.index("-", 6) + 1]
+        except (IndexError, ValueError):
+            continue
+        found[os.makedev(major, minor)] = kind
+    return found
+
+
+def leases_trusted(device: int) -> bool:
+    """Whether a read lease tells the truth about writers of files on ``device`` (see the module docstring)."""
+    trusted = _lease_trusted.get(device)
+    if trusted is None:
+        trusted = filesystems_by_device().get(device) in LEASE_FILESYSTEMS
+        _lease_trusted[device] = trusted
+    return trusted
+
+
 def lease_says_open_for_writing(fd: int, while_held: Callable[[], None] | None = None) -> bool | None:
     """True or False from a read-lease probe of ``fd`` (opened read-only); None when no lease can be taken here.
 
@@ -99,7 +133,7 @@ def open_for_writing() -> set[FileId]:
 
 def is_open_for_writing(device: int, inode: int, fd: int | None = None) -> bool:
     """True when another process has this very file open for writing; ``fd``, open read-only on it, allows a lease."""
-    if fd is not None:
+    if fd is not None and leases_trusted(device):
         answer = lease_says_open_for_writing(fd)
         if answer is not None:
             return answer

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fta.openfiles import lease_says_open_for_writing, open_for_writing
+from fta.openfiles import lease_says_open_for_writing, leases_trusted, open_for_writing
 
 Clock = Callable[[], float]
 
@@ -189,6 +189,8 @@ class ReadinessCheck:
         return (sig.device, sig.inode) in self._writers
 
     def _lease_answer(self, rel: str, sig: FileSig) -> bool | None:
+        if not leases_trusted(sig.device):
+            return None
         try:
             fd = os.open(self._root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:

@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 from fta.copier import Copier
-from fta.openfiles import is_open_for_writing, lease_says_open_for_writing, open_for_writing
-from fta.stability import FileSig
+from fta.openfiles import (
+    filesystems_by_device,
+    is_open_for_writing,
+    lease_says_open_for_writing,
+    leases_trusted,
+    open_for_writing,
+)
+from fta.stability import FileSig, ReadinessCheck
 from tests.conftest import MakeSettings, other_process, write
 from tests.prefect_helpers import wait_until
 
@@ -168,3 +174,58 @@ def test_without_the_right_to_a_lease_the_answer_is_unknown(tmp_path: Path) -> N
     finally:
         shutil.rmtree(folder)
     assert answer.stdout.strip() == "None", answer.stderr
+
+
+MOUNTINFO = """\
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+31 27 0:41 / /mnt/ingest rw,relatime shared:5 - cifs //nas/ingest rw,vers=3.1.1
+32 27 0:42 / /mnt/nfs rw,relatime - nfs4 nas:/export rw
+33 27 0:43 / /var/lib/docker/overlay2/x/merged rw - overlay overlay rw,lowerdir=a
+a line that is not a mount
+"""
+
+
+def test_the_filesystem_of_each_device_comes_from_mountinfo() -> None:
+    kinds = filesystems_by_device(MOUNTINFO)
+    assert kinds == {
+        os.makedev(254, 0): "ext4",
+        os.makedev(0, 41): "cifs",
+        os.makedev(0, 42): "nfs4",
+        os.makedev(0, 43): "overlay",
+    }
+
+
+def test_leases_are_asked_only_where_they_tell_the_truth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: MakeSettings, source: Path
+) -> None:
+    """On SMB a read lease fails with EAGAIN whenever the server gave no oplock: every file would look written.
+    There (and on NFS, overlay, FUSE) the /proc scan answers, and still sees a local writer."""
+    path = write(source / "rec.mxf", b"x")
+    device, _ = file_id(path)
+    monkeypatch.setattr("fta.openfiles._lease_trusted", {})
+    monkeypatch.setattr("fta.openfiles.filesystems_by_device", lambda: {device: "cifs"})
+
+    def no_lease(fd: int) -> bool | None:
+        raise AssertionError("a lease was asked on a filesystem whose leases do not tell")
+
+    monkeypatch.setattr("fta.openfiles.lease_says_open_for_writing", no_lease)
+    monkeypatch.setattr("fta.stability.lease_says_open_for_writing", no_lease)
+    with read_only(path) as fd:
+        assert not is_open_for_writing(*file_id(path), fd=fd)
+        with held_open(path, "ab"):
+            assert is_open_for_writing(*file_id(path), fd=fd)
+            check = ReadinessCheck(source, lambda rel: FileSig.from_stat(path.stat()))
+            assert not check("rec.mxf")
+    assert ReadinessCheck(source, lambda rel: FileSig.from_stat(path.stat()))("rec.mxf")
+
+
+def test_leases_are_trusted_on_local_filesystems_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    device, _ = file_id(write(tmp_path / "x", b"x"))
+    assert filesystems_by_device().get(device) is not None  # this machine's own mounts are read
+    for kind, trusted in (("ext4", True), ("xfs", True), ("tmpfs", True), ("cifs", False), ("nfs4", False)):
+        monkeypatch.setattr("fta.openfiles._lease_trusted", {})
+        monkeypatch.setattr("fta.openfiles.filesystems_by_device", lambda kind=kind: {device: kind})
+        assert leases_trusted(device) is trusted, kind
+    monkeypatch.setattr("fta.openfiles._lease_trusted", {})
+    monkeypatch.setattr("fta.openfiles.filesystems_by_device", lambda: {})
+    assert not leases_trusted(device)  # not found among the mounts: the /proc scan answers
