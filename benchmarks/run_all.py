@@ -96,6 +96,11 @@ def copier_rows(doc: dict[str, Any]) -> Rows:
     ]
 
 
+def seconds_or_never(value: float | None) -> str:
+    """A lag, or the sign that a run's task runs were never all recorded (null in the JSON)."""
+    return "NOT all" if value is None else f"{value:.1f} s"
+
+
 def flow_rows(doc: dict[str, Any]) -> Rows:
     rows: Rows = []
     for scenario in doc["scenarios"].values():
@@ -111,7 +116,8 @@ def flow_rows(doc: dict[str, Any]) -> Rows:
         recorded = ""
         if "agent_lag_median_seconds" in scenario:
             recorded = (
-                f"recorded {scenario['agent_lag_median_seconds']:.1f} s (max {scenario['agent_lag_max_seconds']:.1f} s)"
+                f"recorded {seconds_or_never(scenario['agent_lag_median_seconds'])}"
+                f" (max {seconds_or_never(scenario['agent_lag_max_seconds'])})"
                 f" after the last copy, dropped {sum(scenario['agent_dropped'])}; CPU per file: agent"
                 f" {scenario['agent_cpu_ms_per_file']:.1f} ms, server {scenario['server_cpu_ms_per_file']:.1f} ms"
             )
