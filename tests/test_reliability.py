@@ -291,9 +291,9 @@ def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
             pause = threading.Event()
             pause.wait(3 * 0.5 + 1.0)  # the recorder's pause: longer than the stable time (0.5 s), several scans
             assert list(destination.iterdir()) == []  # nothing moved while the recorder holds the file
-        wait_until((destination / "rec.mxf").exists, what="the finished recording to be moved")
+        # The rename into place comes before the source's deletion: wait for both.
+        wait_until(lambda: (destination / "rec.mxf").exists() and not clip.exists(), what="the recording moved")
         assert (destination / "rec.mxf").read_bytes() == b"first half " * 1000 + b"second half" * 1000
-        assert not clip.exists()
     finally:
         request_stop()
         watcher.result()

@@ -60,10 +60,11 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
         try:
             api = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
             write(source / "cam" / "a.mxf", b"recorded")
-            wait_until(
-                lambda: (destination / "cam" / "a.mxf").exists(), timeout=120, what="the watch run to move a file"
+            wait_until(  # the rename into place comes before the source's deletion: wait for both
+                lambda: (destination / "cam" / "a.mxf").exists() and not (source / "cam" / "a.mxf").exists(),
+                timeout=120,
+                what="the watch run to move a file",
             )
-            assert not (source / "cam" / "a.mxf").exists()
             assert (data / "prefect" / "prefect.db").exists()  # the server keeps its database in data_path
             services = server_settings(port)["server"]["services"]
             for service in ("task_run_recorder", "event_persister"):  # the run history keeps up with bursts
