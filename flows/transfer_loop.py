@@ -58,11 +58,17 @@ PACE_SECONDS = 0.05  # how often a paced loop looks again whether the run histor
 
 _active_loops: set[TransferLoop] = set()
 _active_lock = threading.Lock()
+_stop_pending = threading.Event()  # a stop asked before any loop had started: the next loop to start honours it
 
 
 def request_stop() -> None:
-    """Ask every transfer loop in this process to stop cleanly (SIGTERM, Ctrl-C, tests)."""
+    """Ask every transfer loop in this process to stop cleanly (SIGTERM, Ctrl-C, tests).
+
+    A stop that comes while no loop runs yet (SIGTERM while the flow run is starting) is kept for the next loop
+    to start, which then stops at once: it is never lost."""
     with _active_lock:
+        if not _active_loops:
+            _stop_pending.set()
         for loop in _active_loops:
             loop.stop.set()
             loop.runtime.wake.set()  # it may be waiting for its next scan, up to a polling interval away
@@ -161,6 +167,9 @@ class TransferLoop:
     def run(self) -> LoopSummary:
         with _active_lock:
             _active_loops.add(self)
+            if _stop_pending.is_set():
+                _stop_pending.clear()
+                self.stop.set()
         log.info(
             "agent started: %s -> %s (stable after %g s, scan every %g s, %d copies at once)",
             self.settings.source_path,

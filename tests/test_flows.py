@@ -180,6 +180,19 @@ def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(
     assert not (source / "rec" / "long.mxf").exists()
 
 
+def test_a_stop_asked_while_the_watch_run_starts_is_not_lost(source: Path, destination: Path) -> None:
+    """SIGTERM can come before the loop has started (the flow run is still starting): the loop stops at once."""
+    write(source / "waits.mxf", b"stays in the source")
+    request_stop()  # no loop runs yet in this process
+    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    try:
+        state = watcher.result()
+    finally:
+        request_stop()  # a lost stop would leave the watch running into the next tests
+    assert state.is_completed()
+    assert (source / "waits.mxf").exists() and files_below(destination) == {}
+
+
 def test_restart_after_a_crash_makes_no_duplicate(source: Path, destination: Path) -> None:
     """A crash after the rename (copy in place, source still there) plus a stale temp file from a killed copy."""
     from fta.paths import agent_id, temp_name
