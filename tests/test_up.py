@@ -71,8 +71,15 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
                 assert services[service]["batch_size"] == 500
                 assert services[service]["flush_interval"] == 1
             wait_until(lambda: fta(api, "storage", "--json").returncode == 0, timeout=90, what="a storage report")
-            status = json.loads(fta(api, "status", "--json").stdout)
-            assert [done["file"] for done in status["recentlyCompleted"]] == ["cam/a.mxf"]
+            completed: list[list[str]] = []
+
+            def status_lists_the_move() -> bool:  # the status artifact is published from a thread of its own
+                status = json.loads(fta(api, "status", "--json").stdout)
+                completed.append([done["file"] for done in status["recentlyCompleted"]])
+                return completed[-1] != []
+
+            wait_until(status_lists_the_move, timeout=60, what="the status to list the move")
+            assert completed[-1] == ["cam/a.mxf"]
             health = fta(api, "health", "-w", "0", "-c", "0")
             assert health.returncode == 0, health.stdout
             assert health.stdout.startswith("FTA OK - ")
