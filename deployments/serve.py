@@ -170,12 +170,13 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while not stop.is_set():
-            try:
+            try:  # the runner registers the deployments one by one: wait for both that are started here
                 deployment = client.read_deployment_by_name(WATCH)
+                report = client.read_deployment_by_name(REPORT)
                 break
             except Exception:
                 if time.monotonic() > deadline:
-                    log.error("the deployment %s was not registered within %g s", WATCH, timeout)
+                    log.error("the deployments %s and %s were not registered within %g s", WATCH, REPORT, timeout)
                     return
                 stop.wait(0.5)
         else:
@@ -193,7 +194,7 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
         run = client.create_flow_run_from_deployment(deployment.id)
         log.info("watch run %s started", run.name)
         try:  # a first storage report now, not at the next full minute
-            client.create_flow_run_from_deployment(client.read_deployment_by_name(REPORT).id)
+            client.create_flow_run_from_deployment(report.id)
         except Exception as exc:
             log.warning("first storage report not started: %s", exc)
 
@@ -238,6 +239,43 @@ def _alive(pid: int) -> bool:
     return waited == 0
 
 
+def serve_until_stopped(deployments: list[Any]) -> None:
+    """Serve ``deployments`` until Ctrl-C or SIGTERM, both taking the same clean path.
+
+    ``prefect.serve`` would do, but its runner answers SIGTERM (systemd's stop, ``docker stop``) by calling its async
+    ``stop()`` without awaiting it and exiting from inside the event loop: a RuntimeWarning and an ERROR traceback in
+    the log at every stop. Here SIGTERM cancels the runner's task, as Ctrl-C does, so its own clean-up runs (pausing
+    the schedules) and nothing is printed but one line.
+    """
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class AgentRunner(Runner):
+        main_task: asyncio.Task[None] | None = None
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            task = self.main_task
+            if task is None:  # not serving yet: leave the way Ctrl-C would
+                raise KeyboardInterrupt
+            log.info("SIGTERM received, stopping")
+            task.get_loop().call_soon_threadsafe(task.cancel)  # wakes the loop; the cancellation runs in it
+
+    runner = AgentRunner(pause_on_shutdown=True)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    served = "\n".join(f"  {deployment.flow_name}/{deployment.name}" for deployment in deployments)
+    print(f"Serving the deployments (start one with: prefect deployment run <name>):\n{served}", flush=True)
+
+    async def serve() -> None:
+        runner.main_task = asyncio.current_task()
+        await runner.start()
+
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # the ways a stop ends the serving
+        asyncio.run(serve())
+    log.info("stopped serving; stopping the flow runs")
+
+
 def up(settings: Settings) -> int:
     """Run the agent with its deployments until Ctrl-C / SIGTERM."""
     server: LocalServer | None = None
@@ -249,8 +287,10 @@ def up(settings: Settings) -> int:
         print(f"Prefect server and UI: http://127.0.0.1:{settings.server_port}", flush=True)
     stop = threading.Event()
     try:
-        from prefect import serve
+        from prefect.logging.configuration import ensure_logging_setup
 
+        ensure_logging_setup()  # Prefect's console handler, which this process's own lines go to as well
+        logging.getLogger("fta").setLevel(settings.log_level)
         ensure_config_block(settings)
         from deployments.alerts import ensure_alerts
         from flows.config import resolve_settings
@@ -259,7 +299,7 @@ def up(settings: Settings) -> int:
         deployments = build_deployments()
         starter = threading.Thread(target=start_watch_run, args=(stop,), name="fta-start-watch", daemon=True)
         starter.start()
-        serve(*deployments, print_starting_message=True)
+        serve_until_stopped(deployments)
         return 0
     finally:
         stop.set()
