@@ -59,6 +59,9 @@ class TransferConfig(Block):
     alert_destination_minutes: float | None = Field(
         None, description="Alert when the destination has been unavailable this many minutes."
     )
+    alert_repeat_minutes: float | None = Field(
+        None, description="At most one storage-low alert per destination this many minutes apart."
+    )
 
     def settings_values(self) -> dict[str, Any]:
         """The fields that are set, as settings overrides."""

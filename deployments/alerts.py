@@ -6,7 +6,8 @@ each POSTing a small JSON object (``alert``, ``file``, ``reason``, ``time``) to 
     fta: copy failed              a ``copy <path>`` task run enters Failed (its retries are spent)
     fta: destination unavailable  ``fta.destination.unavailable`` not followed by ``fta.destination.restored``
                                   within ``alert_destination_minutes``
-    fta: storage low              ``fta.storage.low`` (the storage report, every minute while it lasts)
+    fta: storage low              ``fta.storage.low`` (the storage report emits it every minute while it lasts;
+                                  the alert goes out at most once per ``alert_repeat_minutes`` and destination)
     fta: watch run crashed        a ``watch-folder`` flow run enters Crashed or Failed
 Without the URL the four automations are removed, so alerts follow the configuration.
 """
@@ -78,8 +79,12 @@ def definitions(settings: Settings) -> dict[str, tuple[Any, str]]:
             EventTrigger(
                 expect={"fta.storage.low"},
                 match={"prefect.resource.id": "fta.destination.*"},
+                for_each={"prefect.resource.id"},
                 posture=Posture.Reactive,
                 threshold=1,
+                # A reactive trigger fires at once, then ignores its events until ``within`` has passed: a full
+                # NAS alerts once an hour (by default), not at every one-minute storage report.
+                within=timedelta(minutes=settings.alert_repeat_minutes),
             ),
             _payload(
                 "storage low",

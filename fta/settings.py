@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     alert_destination_minutes: float = Field(
         5, ge=10 / 60, description="Alert when the destination has been unavailable this many minutes (>= 10 s)."
     )
+    alert_repeat_minutes: float = Field(
+        60, ge=0, description="At most one storage-low alert per destination this many minutes apart (0: every report)."
+    )
     storage_warning_gb: float = Field(100, ge=0, description="Destination free space below this is a WARNING.")
 
     @field_validator("log_level", mode="before")

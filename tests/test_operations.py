@@ -262,6 +262,44 @@ def test_webhook_alerts_for_a_failed_copy_and_low_storage(source: Path, destinat
         cast(Automation, Automation.read(name=created[0]))
 
 
+def test_storage_low_alerts_once_per_repeat_time_while_it_lasts(
+    source: Path, destination: Path, receiver: _Receiver
+) -> None:
+    """The storage report says "low" every time; the webhook hears it once, then again after alert_repeat_minutes."""
+    from datetime import UTC, datetime
+
+    from deployments.alerts import ensure_alerts
+    from fta.settings import load_settings
+
+    repeat_seconds = 6.0
+    config = fast_config(
+        source,
+        destination,
+        alert_webhook_url=receiver.url,
+        storage_warning_gb=10**9,
+        alert_repeat_minutes=repeat_seconds / 60,
+    )
+    ensure_alerts(load_settings(config, env_file=None))
+    reported: list[datetime] = []
+
+    def low_alerts() -> list[datetime]:
+        return [datetime.fromisoformat(b["time"]) for b in receiver.bodies if b.get("alert") == "storage low"]
+
+    def report_until_a_second_alert() -> bool:
+        reported.append(datetime.now(UTC))
+        storage_report(config=config)
+        return len(low_alerts()) >= 2
+
+    try:
+        wait_until(report_until_a_second_alert, timeout=120, what="a second storage-low POST")
+    finally:
+        ensure_alerts(load_settings(fast_config(source, destination), env_file=None))
+    first, second = low_alerts()[:2]
+    muted = [moment for moment in reported if first < moment < second]
+    assert (second - first).total_seconds() >= repeat_seconds - 0.5, (first, second)
+    assert len(muted) >= 2, (first, second, reported)  # reports that said "low" in between, with no POST
+
+
 def test_webhook_alert_when_the_destination_stays_unavailable(
     source: Path, tmp_path: Path, receiver: _Receiver
 ) -> None:
