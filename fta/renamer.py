@@ -3,10 +3,14 @@
 Strategies, tried in order; the first that the filesystem supports is remembered and logged once:
     renameat2   ``renameat2(..., RENAME_NOREPLACE)``: atomic, fails with EEXIST (Linux, most local filesystems)
     link        ``link(temp, final)`` + ``unlink(temp)``: atomic create-if-absent (NFS, filesystems without
-                RENAME_NOREPLACE)
-    rename      check that the final name is free, then ``rename``: NOT atomic against another writer choosing
-                the same name in the same instant; the last resort for CIFS shares that refuse both others
-A strategy "is not supported" when it fails with one of ``UNSUPPORTED_ERRNOS``; any other error is real.
+                RENAME_NOREPLACE); an EEXIST whose name already is our temp file (an NFS reply lost and the call
+                retransmitted) counts as done, not as a conflict
+    rename      check that the final name is free, then ``rename``, both under one lock of this process: atomic
+                against every copy of this agent, NOT against another writer choosing the same name in the same
+                instant; the last resort for CIFS shares that refuse both others
+A strategy "is not supported" when it fails with one of ``UNSUPPORTED_ERRNOS``; any other error is real. The copies
+of an agent share one mover: its chain is changed under a lock, so copies that find a strategy unsupported at the
+same moment drop it once, never the one after it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import ctypes
 import errno
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -49,15 +54,32 @@ def rename_noreplace(temp: Path, final: Path) -> None:
 
 
 def link_then_unlink(temp: Path, final: Path) -> None:
-    os.link(temp, final, follow_symlinks=False)
+    try:
+        os.link(temp, final, follow_symlinks=False)
+    except FileExistsError:
+        if not _same_file(temp, final):
+            raise
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp)
 
 
+def _same_file(temp: Path, final: Path) -> bool:
+    """``final`` is another name of ``temp`` (the link was made, only its answer got lost)."""
+    try:
+        a, b = os.stat(temp, follow_symlinks=False), os.stat(final, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+_check_and_rename = threading.Lock()  # one process-wide lock: every mover of this agent, every copy thread
+
+
 def check_then_rename(temp: Path, final: Path) -> None:
-    if os.path.lexists(final):
-        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(final))
-    os.rename(temp, final)
+    with _check_and_rename:
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(final))
+        os.rename(temp, final)
 
 
 STRATEGIES: tuple[tuple[str, Strategy], ...] = (
@@ -72,26 +94,38 @@ class NoReplaceMover:
 
     def __init__(self, strategies: Sequence[tuple[str, Strategy]] = STRATEGIES) -> None:
         self._strategies = list(strategies)
+        self._lock = threading.Lock()
         self.in_use: str | None = None
         self._dir_fsync_ok = True
 
     def move(self, temp: Path, final: Path) -> None:
         """Rename ``temp`` to ``final``; ``FileExistsError`` when ``final`` exists (nothing is overwritten)."""
-        while self._strategies:
-            name, strategy = self._strategies[0]
+        while True:
+            with self._lock:
+                name, strategy = self._strategies[0]
             try:
                 strategy(temp, final)
             except OSError as exc:
-                if exc.errno in UNSUPPORTED_ERRNOS and len(self._strategies) > 1:
-                    log.warning("no-replace rename '%s' not supported here (%s); falling back", name, exc.strerror)
-                    self._strategies.pop(0)
+                if exc.errno in UNSUPPORTED_ERRNOS and self._fall_back_from(name, exc):
                     continue
                 raise
-            if self.in_use != name:
+            with self._lock:
+                first = self.in_use != name
                 self.in_use = name
+            if first:
                 log.info("final names are given with '%s'", name)
             return
-        raise OSError(errno.ENOSYS, "no rename strategy left")  # pragma: no cover - the list never empties
+
+    def _fall_back_from(self, name: str, exc: OSError) -> bool:
+        """Drop ``name`` from the chain unless another copy did already; False when it is the last one left."""
+        with self._lock:
+            if self._strategies[0][0] != name:
+                return True  # dropped by a copy that failed with it at the same moment: try the next one
+            if len(self._strategies) == 1:
+                return False
+            self._strategies.pop(0)
+        log.warning("no-replace rename '%s' not supported here (%s); falling back", name, exc.strerror)
+        return True
 
     def fsync_folder(self, folder: Path) -> None:
         """Make a rename durable; filesystems that cannot fsync a folder are noted once and skipped."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,97 @@ def test_last_strategy_error_propagates_even_if_it_looks_unsupported(tmp_path: P
     with pytest.raises(OSError) as caught:
         mover.move(write(tmp_path / ".a", b"1"), tmp_path / "a")
     assert caught.value.errno == errno.EINVAL
+
+
+def test_copies_finding_a_strategy_unsupported_at_once_drop_it_once(tmp_path: Path) -> None:
+    """Three copies fail with the first strategy together: the chain loses that one only, and all three move."""
+    together = threading.Barrier(3, timeout=10)
+
+    def unsupported_for_all_at_once(temp: Path, final: Path) -> None:
+        together.wait()
+        _unsupported(errno.EINVAL)(temp, final)
+
+    class SlowHandler(logging.Handler):  # a slow log line widens the window between the check and the drop
+        def emit(self, record: logging.LogRecord) -> None:
+            time.sleep(0.05)
+
+    mover = NoReplaceMover(
+        [
+            ("first", unsupported_for_all_at_once),
+            ("link", renamer.link_then_unlink),
+            ("rename", renamer.check_then_rename),
+        ]
+    )
+    handler = SlowHandler()
+    logging.getLogger("fta.renamer").addHandler(handler)
+    errors: list[BaseException] = []
+
+    def move(n: int) -> None:
+        try:
+            mover.move(write(tmp_path / f".{n}", b"%d" % n), tmp_path / f"{n}.mxf")
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=move, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        logging.getLogger("fta.renamer").removeHandler(handler)
+    assert errors == []
+    assert mover.in_use == "link"  # the atomic strategy, not the last resort
+    assert sorted(p.name for p in tmp_path.glob("*.mxf")) == ["0.mxf", "1.mxf", "2.mxf"]
+    assert not list(tmp_path.glob(".[0-9]"))  # no temp file left
+
+
+def test_the_last_resort_is_atomic_between_the_copies_of_one_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two copies want the same free name with check-then-rename: one gets it, the other hears it is taken."""
+    other_checked = threading.Event()
+    first_check = threading.Lock()
+    real_lexists = os.path.lexists
+
+    def lexists_then_linger(path: str | os.PathLike[str]) -> bool:
+        answer = real_lexists(path)
+        if first_check.acquire(blocking=False):  # the first copy lingers between its check and its rename
+            other_checked.wait(1.0)  # long enough for the other copy's check, if nothing keeps it out
+        else:
+            other_checked.set()
+        return answer
+
+    monkeypatch.setattr(os.path, "lexists", lexists_then_linger)
+    outcomes: dict[str, str] = {}
+
+    def move(label: str) -> None:
+        try:
+            renamer.check_then_rename(write(tmp_path / f".{label}", label.encode()), tmp_path / "clip_1.mxf")
+            outcomes[label] = "placed"
+        except FileExistsError:
+            outcomes[label] = "taken"
+
+    threads = [threading.Thread(target=move, args=(label,)) for label in ("x", "y")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes.values()) == ["placed", "taken"]
+    placed = next(label for label, outcome in outcomes.items() if outcome == "placed")
+    taken = next(label for label, outcome in outcomes.items() if outcome == "taken")
+    assert (tmp_path / "clip_1.mxf").read_bytes() == placed.encode()
+    assert (tmp_path / f".{taken}").read_bytes() == taken.encode()  # kept, to go to the next name
+
+
+def test_a_link_made_whose_answer_was_lost_counts_as_done(tmp_path: Path) -> None:
+    """NFS: the server made the link, the reply got lost, the retransmitted call says EEXIST for our own file."""
+    temp = write(tmp_path / ".a.tmp", b"recording")
+    os.link(temp, tmp_path / "a.mxf")  # what the server did before its answer got lost
+    renamer.link_then_unlink(temp, tmp_path / "a.mxf")
+    assert not temp.exists()
+    assert (tmp_path / "a.mxf").read_bytes() == b"recording"
+    assert sorted(p.name for p in tmp_path.glob("a*")) == ["a.mxf"]  # no a_1.mxf for the same bytes
 
 
 def test_default_chain_uses_renameat2_on_linux(tmp_path: Path) -> None:
