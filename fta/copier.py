@@ -3,13 +3,15 @@
     1. open the source (no symlinks); if it no longer matches the signature judged stable -> "changed"
     2. already delivered? a destination file with this name (or a conflict name) and the same size and checksum
        means a crash after the rename or a re-delivery: delete the source, make no duplicate
-    3. create the folders below the destination root (never the root itself)
+    3. check the root is what the settings ask (a folder; a mount point with ``require_mount``; holding the marker
+       with ``destination_marker``): a copy that starts after the share went away never writes into the bare mount
+       point; then create the folders below the root (never the root itself)
     4. write a hidden temp file in the final folder, hashing what is read; progress at most a few times a second;
        a stop request is honoured between chunks
     5. fsync; if the source changed meanwhile (size, mtime, inode, bytes read): drop the temp -> "changed"
     6. verify: size, and with verify=checksum the destination re-read and hashed again
     7. move to the first free name (``name``, ``name_1``, ...) without overwriting; fsync the folder
-    8. check the final file, check the source once more, delete the source
+    8. check the final file and the root once more, check the source once more, delete the source
 
 Errors are mapped once, by side, through ``fta.errors.map_os_error``. A per-file error on the destination side is
 checked against the destination probe: when the destination as a whole is sick it becomes
@@ -335,12 +337,26 @@ class Copier:
 
     # -- steps ------------------------------------------------------------------------------------------------
 
-    def _ensure_folder(self, folder: Path) -> None:
-        """Create the folders below the destination root; a missing root is the destination's trouble."""
+    def _check_root(self) -> None:
+        """The root is a folder, a mount point (``require_mount``) and holds the marker (``destination_marker``).
+
+        A few ``stat`` calls, asked of every copy: the guard's probe is not asked again within a polling interval,
+        and copies already queued when the share went away must not write into the bare mount point.
+        """
         root = self.destination_root
-        if not root.is_dir():
+        marker = self.settings.destination_marker
+        if (
+            not root.is_dir()
+            or (self.settings.require_mount and not os.path.ismount(root))
+            or (marker is not None and not (root / marker).is_file())
+        ):
             probe = self._probe()
-            raise DestinationUnavailable(probe.reason or f"destination root {root} is not a folder")
+            raise DestinationUnavailable(probe.reason or f"destination root {root} is not usable now")
+
+    def _ensure_folder(self, folder: Path) -> None:
+        """Create the folders below the destination root; a root that is not usable is the destination's trouble."""
+        root = self.destination_root
+        self._check_root()
         missing: list[Path] = []
         walk = folder
         while walk != root and not walk.is_dir():
@@ -523,6 +539,7 @@ class Copier:
             size = os.stat(placed, follow_symlinks=False).st_size
         if size != before.size:
             raise CorruptCopy(f"corrupt copy: {placed} has {size} bytes, the source {before.size}")
+        self._check_root()  # the share went away since the folders were made: the copy may sit in a bare mount point
         try:
             with on_side("source"):
                 now = FileSig.from_stat(os.stat(source, follow_symlinks=False))

@@ -289,6 +289,46 @@ def test_unmounted_destination_with_require_mount_is_global(
     assert list(mount.iterdir()) == []  # nothing written into the bare mount point
 
 
+@pytest.mark.parametrize("guard", ["require_mount", "destination_marker"])
+def test_a_copy_that_starts_after_the_share_went_away_writes_nothing_into_the_mount_point(
+    make_settings: MakeSettings, source: Path, tmpfs: Mount, guard: str
+) -> None:
+    """A copy queued before the share went away starts after it: with no error to trigger the probe on its way."""
+    mount = tmpfs("16m")
+    (mount / "NAS_MARKER").write_bytes(b"")
+    src = write(source / "day1" / "clip.mxf", b"recording")
+    options = {"require_mount": True} if guard == "require_mount" else {"destination_marker": "NAS_MARKER"}
+    copier = Copier(make_settings(destination_path=mount, **options), chunk_size=CHUNK)
+    unmount(mount)
+    with pytest.raises(DestinationUnavailable, match="mount point" if guard == "require_mount" else "marker"):
+        copier.copy("day1/clip.mxf")
+    assert src.read_bytes() == b"recording"
+    assert list(mount.iterdir()) == []  # no folder, no file in the bare mount point
+
+
+def test_a_share_gone_right_after_its_check_keeps_the_source(
+    make_settings: MakeSettings, source: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The share goes right after the copy checked it: the copy lands in the bare mount point, the source stays."""
+    mount = tmpfs("16m")
+    src = write(source / "clip.mxf", os.urandom(3 * CHUNK))
+    copier = Copier(make_settings(destination_path=mount, require_mount=True), chunk_size=CHUNK)
+    real_check = Copier._check_root
+    checks: list[bool] = []
+
+    def check_then_lose_the_share(self: Copier) -> None:
+        checks.append(True)
+        real_check(self)
+        if len(checks) == 1:
+            unmount(mount)
+
+    monkeypatch.setattr(Copier, "_check_root", check_then_lose_the_share)
+    with pytest.raises(DestinationUnavailable, match="mount point"):
+        copier.copy("clip.mxf")
+    assert src.exists() and src.stat().st_size == 3 * CHUNK
+    assert len(checks) == 2, checks  # before the folders and before the delete
+
+
 def test_without_temporary_file_writes_the_final_name_exclusively(
     make_settings: MakeSettings, source: Path, destination: Path
 ) -> None:
