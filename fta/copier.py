@@ -38,6 +38,7 @@ from fta import paths
 from fta.errors import (
     CopyInterrupted,
     CorruptCopy,
+    DestinationBlocked,
     DestinationUnavailable,
     FileError,
     FileIOError,
@@ -274,7 +275,7 @@ class Copier:
         started: float,
     ) -> CopyResult:
         temp = final.parent / paths.temp_name(final.name, self.owner, limit)
-        self._check_room(final.parent, before.size)
+        self._check_room(rel, final.parent, before.size)
         if not self.settings.use_temporary_file:
             return self._write_in_place(rel, source, src_fd, final, before, progress, stop, started, limit)
         try:
@@ -396,11 +397,21 @@ class Copier:
                     return candidate, source_checksum
         return None  # pragma: no cover - candidate_names never ends
 
-    def _check_room(self, folder: Path, size: int) -> None:
-        """A destination without room for this file is full for us: say so before writing a byte."""
+    def _check_room(self, rel: str, folder: Path, size: int) -> None:
+        """A destination without room for this file is full for us: say so before writing a byte.
+
+        A file larger than the whole destination filesystem can never fit: that is this file's trouble (Failed,
+        the others go on), not a wait for room that would hold every other file back forever.
+        """
         with on_side("destination"):
             vfs = os.statvfs(folder)
         free = vfs.f_bavail * vfs.f_frsize
+        capacity = vfs.f_blocks * vfs.f_frsize
+        if vfs.f_blocks and size > capacity:
+            raise DestinationBlocked(
+                f"destination: {rel} ({size} bytes) is larger than the whole destination filesystem"
+                f" ({capacity} bytes): it can never fit there"
+            )
         if vfs.f_blocks and free < size:
             raise DestinationUnavailable(
                 f"destination unavailable (ENOSPC: {free} bytes free, {size} needed)", needed_bytes=size

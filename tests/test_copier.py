@@ -238,12 +238,26 @@ def test_per_file_destination_error_becomes_global_when_the_probe_fails(
 
 
 def test_full_destination_is_global_and_cleans_up(make_settings: MakeSettings, source: Path, tmpfs: Mount) -> None:
-    small = tmpfs("256k")
+    small = tmpfs("2m")
+    write(small / "other.bin", os.urandom(1536 * 1024))  # somebody else's file: 512 KiB left
     data = os.urandom(1024 * 1024)
     src = write(source / "big.mxf", data)
     with pytest.raises(DestinationUnavailable, match="ENOSPC") as caught:
         Copier(make_settings(destination_path=small), chunk_size=CHUNK).copy("big.mxf")
     assert caught.value.needed_bytes == len(data)  # the wait lasts until this much room is free
+    assert src.read_bytes() == data
+    assert [p.name for p in small.iterdir()] == ["other.bin"]
+
+
+def test_a_file_larger_than_the_whole_destination_is_its_own_failure(
+    make_settings: MakeSettings, source: Path, tmpfs: Mount
+) -> None:
+    """No wait for room that can never come (it would hold every other file back): a per-file error."""
+    small = tmpfs("1m")
+    data = os.urandom(2 * 1024 * 1024)
+    src = write(source / "huge.mxf", data)
+    with pytest.raises(DestinationBlocked, match="larger than the whole destination filesystem"):
+        Copier(make_settings(destination_path=small), chunk_size=CHUNK).copy("huge.mxf")
     assert src.read_bytes() == data
     assert list(small.iterdir()) == []
 
@@ -252,7 +266,7 @@ def test_destination_filling_up_during_the_copy(
     make_settings: MakeSettings, source: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The free-space check passed (another writer filled the disk meanwhile): ENOSPC while writing."""
-    small = tmpfs("256k")
+    small = tmpfs("512k")
     real_statvfs = os.statvfs
 
     def roomy(path: str | os.PathLike[str]) -> os.statvfs_result:
@@ -262,13 +276,14 @@ def test_destination_filling_up_during_the_copy(
         return os.statvfs_result(fields)
 
     monkeypatch.setattr(os, "statvfs", roomy)
-    data = os.urandom(1024 * 1024)
+    write(small / "other.bin", os.urandom(128 * 1024))  # another writer's file
+    data = os.urandom(512 * 1024)  # as big as the filesystem, more than is left of it
     src = write(source / "big.mxf", data)
     with pytest.raises(DestinationUnavailable, match="ENOSPC") as caught:
         Copier(make_settings(destination_path=small), chunk_size=CHUNK).copy("big.mxf")
     assert caught.value.needed_bytes == len(data)
     assert src.read_bytes() == data
-    assert list(small.iterdir()) == []
+    assert [p.name for p in small.iterdir()] == ["other.bin"]
 
 
 def test_unmounted_destination_with_require_mount_is_global(

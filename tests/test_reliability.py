@@ -249,8 +249,9 @@ def test_full_destination_waits_and_resumes_when_space_is_freed(
     from fta.cli import main
     from tests.prefect_helpers import Background, fast_config, runs_by_name
 
-    nas = tmpfs("1m")
-    data = os.urandom(3 * 1024 * 1024)  # three times what fits
+    nas = tmpfs("4m")
+    other = write(nas / "other.bin", os.urandom(3 * 1024 * 1024))  # another writer's file: 1 MiB left
+    data = os.urandom(2 * 1024 * 1024)  # twice what is left
     write(source / "big.mxf", data)
     config = fast_config(source, nas, storage_warning_gb=1)
     once = Background(lambda: transfer_once(config=config, return_state=True))
@@ -258,13 +259,33 @@ def test_full_destination_waits_and_resumes_when_space_is_freed(
     storage_report(config=config)
     status = main(["storage", "--json"], out=io.StringIO())
     assert status in (1, 2)  # WARNING (low) or ERROR (no room for even the probe)
-    assert (source / "big.mxf").read_bytes() == data and list(nas.iterdir()) == []
-    subprocess.run(["mount", "-o", "remount,size=16m", str(nas)], check=True)  # space is freed
+    assert (source / "big.mxf").read_bytes() == data and list(nas.iterdir()) == [other]
+    other.unlink()  # space is freed
     state = once.result(timeout=120)
     assert state.is_completed()
     assert (nas / "big.mxf").read_bytes() == data
     runs = runs_by_name(state.state_details.flow_run_id, expect=2)
     assert all(run.state is not None and run.state.type.value != "FAILED" for named in runs.values() for run in named)
+
+
+def test_a_file_larger_than_the_whole_destination_fails_alone(source: Path, tmpfs: Mount, api_url: str) -> None:
+    """It can never fit: it fails with the reason and stays; the files behind it move (no endless wait for room)."""
+    from flows.transfer_once import transfer_once
+    from tests.prefect_helpers import fast_config, message, runs_by_name, state_name
+
+    nas = tmpfs("1m")
+    huge = os.urandom(2 * 1024 * 1024)
+    write(source / "huge.mxf", huge)
+    write(source / "small.mxf", b"fits")
+    state = transfer_once(config=fast_config(source, nas, max_retry_attempts=1), return_state=True)
+    assert state.is_failed()
+    assert (nas / "small.mxf").read_bytes() == b"fits" and not (source / "small.mxf").exists()
+    assert (source / "huge.mxf").read_bytes() == huge and not (nas / "huge.mxf").exists()
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    runs = runs_by_name(flow_run_id, expect=2)
+    [failed] = runs["copy huge.mxf"]
+    assert state_name(failed) == "Failed" and "larger than the whole destination filesystem" in message(failed)
 
 
 def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
