@@ -44,6 +44,7 @@ from fta.logsetup import configure_logging
 from fta.scan_schedule import ScanSchedule
 from fta.scanner import scan_source
 from fta.settings import Settings
+from fta.sourcelock import SourceBusy, SourceLock
 from fta.stability import ReadinessCheck, StabilityTracker
 from tasks.copy_file import copy_file
 from tasks.guard import check_destination, wait_for_destination
@@ -55,6 +56,7 @@ RUNNER_ROTATION = 5000
 EVENTS_RETRY_SECONDS = 60.0
 READY_NAMES_LOGGED = 5
 PACE_SECONDS = 0.05  # how often a paced loop looks again whether the run history has caught up
+SOURCE_LOCK_RETRY_SECONDS = 1.0  # how often a watch kept out of its source by another run asks again
 
 _active_loops: set[TransferLoop] = set()
 _active_lock = threading.Lock()
@@ -116,6 +118,7 @@ class TransferLoop:
         self._schedule = ScanSchedule(settings.polling_interval_seconds, clock)
         self._events: SourceEvents | None = None
         self._events_retry_at = float("-inf")
+        self._source_lock: SourceLock | None = None
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> None:
@@ -150,9 +153,23 @@ class TransferLoop:
             return
         if fresh == self.settings:
             return
+        moved_source = fresh.source_path != self.settings.source_path
+        lock = SourceLock(fresh.source_path) if moved_source else None
+        if lock is not None and not lock.acquire():
+            log.warning(
+                "configuration not reloaded, the current one stays in force: %s is being moved by another run on"
+                " this machine (%s)",
+                fresh.source_path,
+                lock.holder(),
+            )
+            return
         changed = [name for name in Settings.model_fields if getattr(fresh, name) != getattr(self.settings, name)]
         log.info("configuration changed: %s", ", ".join(changed))
         old = self.settings
+        if lock is not None:
+            if self._source_lock is not None:
+                self._source_lock.release()
+            self._source_lock = lock
         self._configure(fresh)
         configure_logging(fresh, console=False)
         if fresh.max_concurrent_copies != old.max_concurrent_copies:
@@ -181,6 +198,8 @@ class TransferLoop:
         runner: ThreadPoolTaskRunner[Any] | None = None
         submitted = 0
         try:
+            if not self._take_source():
+                return self.summary  # stopped while another run held the source
             serve_metrics(self.settings)
             ensure_shared_limit(self.settings)
             self._remove_stale_temp_files()
@@ -210,9 +229,33 @@ class TransferLoop:
             self._publish(force=True)
             if not self._status.close():
                 log.warning("the last status artifact was not published: the Prefect API is slow or down")
+            if self._source_lock is not None:
+                self._source_lock.release()
             with _active_lock:
                 _active_loops.discard(self)
         return self.summary
+
+    def _take_source(self) -> bool:
+        """This machine's one loop for the source (``fta.sourcelock``); False when stopped while waiting for it.
+
+        A sweep (``transfer-once``) kept out ends at once with ``SourceBusy``: the run holding the source moves the
+        files. A watch waits for the other run to end (a stopping predecessor), asking again every second.
+        """
+        lock = SourceLock(self.settings.source_path)
+        waiting = False
+        while not lock.acquire():
+            why = f"{self.settings.source_path} is being moved by another run on this machine ({lock.holder()})"
+            if self.once:
+                raise SourceBusy(f"{why}; nothing was done: that run moves these files")
+            if not waiting:
+                log.warning("%s; waiting for it to end", why)
+                waiting = True
+            if self.stop.wait(SOURCE_LOCK_RETRY_SECONDS):
+                return False
+        if waiting:
+            log.info("the other run has ended; this one moves %s now", self.settings.source_path)
+        self._source_lock = lock
+        return True
 
     def _finished(self) -> bool:
         if self.max_cycles is not None and self.summary.cycles >= self.max_cycles and not self._futures:

@@ -14,6 +14,7 @@ from prefect.states import Completed, Failed
 from flows.config import resolve_settings
 from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop
+from fta.sourcelock import SourceBusy
 
 
 @flow(name="transfer-once", persist_result=False, log_prints=False)
@@ -21,7 +22,10 @@ def transfer_once(config: dict[str, Any] | None = None, config_block: str | None
     """Move the files present in the source now; Failed when any of them failed."""
     settings = resolve_settings(config, config_block)
     with flow_logging(settings):
-        summary = TransferLoop(settings, once=True).run()
+        try:
+            summary = TransferLoop(settings, once=True).run()
+        except SourceBusy as busy:
+            return Failed(message=str(busy))
     result = asdict(summary)
     if summary.failed:
         return Failed(message=f"{summary.failed} file(s) failed: {', '.join(summary.failed_files)}", data=result)

@@ -133,6 +133,17 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 
+# Code for ``other_process``: another run on this machine holds the source given as its argument.
+HOLD_THE_SOURCE = """
+import sys
+from pathlib import Path
+from fta.sourcelock import SourceLock
+assert SourceLock(Path(sys.argv[1])).acquire()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
 @contextmanager
 def other_process(code: str, *args: str) -> Iterator[None]:
     """Runs ``code`` (which prints 'ready' once set up, then reads stdin) in another process until the block ends."""

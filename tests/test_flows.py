@@ -20,7 +20,7 @@ from flows.watch_folder import watch_folder
 from fta import copier as copier_module
 from fta.copier import hash_file
 from fta.simulator import GrowthPlan, simulate
-from tests.conftest import Mount, mount_tmpfs, unmount, write
+from tests.conftest import HOLD_THE_SOURCE, Mount, mount_tmpfs, other_process, unmount, write
 from tests.prefect_helpers import (
     Background,
     fast_config,
@@ -191,6 +191,54 @@ def test_a_stop_asked_while_the_watch_run_starts_is_not_lost(source: Path, desti
         request_stop()  # a lost stop would leave the watch running into the next tests
     assert state.is_completed()
     assert (source / "waits.mxf").exists() and files_below(destination) == {}
+
+
+def test_a_sweep_on_a_source_another_run_moves_ends_at_once_and_touches_nothing(
+    source: Path, destination: Path
+) -> None:
+    """The watch run of `fta up` moves the source; a manual transfer-once of it must not move the same files too."""
+    write(source / "a.mxf", b"the other run's to move")
+    with other_process(HOLD_THE_SOURCE, str(source)):
+        state = run_once(fast_config(source, destination))
+    assert state.is_failed()
+    assert "being moved by another run on this machine (pid " in (state.message or "")
+    assert (source / "a.mxf").exists() and files_below(destination) == {}
+
+
+def test_a_watch_waits_for_the_run_holding_its_source_then_moves(
+    source: Path, destination: Path, fta_log: list[str]
+) -> None:
+    """A watch started while another run still holds the source (a predecessor stopping) waits, then takes over."""
+    write(source / "a.mxf", b"moved by whoever holds the source")
+    with other_process(HOLD_THE_SOURCE, str(source)):
+        watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+        try:
+            wait_until(lambda: any("waiting for it to end" in line for line in fta_log), what="the watch to wait")
+            assert (source / "a.mxf").exists() and files_below(destination) == {}
+        except BaseException:
+            request_stop()
+            watcher.result()
+            raise
+    try:
+        wait_until(lambda: not (source / "a.mxf").exists(), what="the move once the source was free")
+    finally:
+        request_stop()
+    assert watcher.result().is_completed()
+    assert (destination / "a.mxf").read_bytes() == b"moved by whoever holds the source"
+
+
+def test_a_watch_stopped_while_it_waits_for_its_source_ends_cleanly(
+    source: Path, destination: Path, fta_log: list[str]
+) -> None:
+    write(source / "a.mxf", b"stays")
+    with other_process(HOLD_THE_SOURCE, str(source)):
+        watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+        try:
+            wait_until(lambda: any("waiting for it to end" in line for line in fta_log), what="the watch to wait")
+        finally:
+            request_stop()
+        assert watcher.result(timeout=30).is_completed()
+    assert (source / "a.mxf").exists() and files_below(destination) == {}
 
 
 def test_restart_after_a_crash_makes_no_duplicate(source: Path, destination: Path) -> None:

@@ -19,7 +19,7 @@ from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta.cli import main
-from tests.conftest import write
+from tests.conftest import HOLD_THE_SOURCE, other_process, write
 from tests.prefect_helpers import Background, fast_config, slow_agent, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -192,6 +192,38 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
     finally:
         request_stop()
         watcher.result()
+
+
+def test_a_block_edit_onto_a_source_another_run_moves_is_not_taken(
+    source: Path, destination: Path, tmp_path: Path, fta_log: list[str]
+) -> None:
+    """The edit would make two runs move one source: it is logged and the settings in force stay, lock and all."""
+    from blocks.transfer_config import TransferConfig
+    from fta.settings import load_settings
+
+    busy = tmp_path / "busy-source"
+    busy.mkdir()
+    write(busy / "theirs.mxf", b"the other run's")
+    settings = load_settings(fast_config(source, destination), env_file=None)
+    TransferConfig.from_settings(settings).save("busy-test", overwrite=True)
+    with other_process(HOLD_THE_SOURCE, str(busy)):
+        watcher = Background(lambda: watch_folder(config_block="busy-test", return_state=True))
+        try:
+            write(source / "one.mxf", b"1")
+            wait_until((destination / "one.mxf").exists, what="the first file moved")
+            block = cast(TransferConfig, TransferConfig.load("busy-test"))
+            block.source_path = str(busy)
+            block.save("busy-test", overwrite=True)
+            wait_until(
+                lambda: any("configuration not reloaded" in line and "another run" in line for line in fta_log),
+                what="the edit to be refused",
+            )
+            write(source / "two.mxf", b"2")
+            wait_until((destination / "two.mxf").exists, what="the old source still moved")
+            assert (busy / "theirs.mxf").exists() and not (destination / "theirs.mxf").exists()
+        finally:
+            request_stop()
+            watcher.result()
 
 
 class _Receiver:
