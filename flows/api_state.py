@@ -28,6 +28,7 @@ STATUS_KEY = "fta-status"
 STORAGE_KEY = "fta-storage"
 HEALTH_KEY = "fta-health"
 WATCH_FLOW_NAME = "watch-folder"
+VERSIONS_KEPT = 100  # of each keyed artifact: the newest is the state, a few before it are history enough
 
 
 def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:
@@ -42,6 +43,30 @@ def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:
     data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     written = artifact.updated or artifact.created
     return (list(data) if isinstance(data, list) else []), written
+
+
+def prune_versions(key: str, keep: int | None = None, batch: int = 200) -> int:
+    """Delete all but the newest ``keep`` versions of the artifact ``key``; how many were deleted.
+
+    Prefect keeps every version of a keyed artifact as long as its flow run exists, and the watch run lives for
+    months: the status table, published at every scan while a recording grows, added a version per scan (four
+    recordings written around the clock: ~14,000 versions and 100 MB or more a day in the server's database).
+    """
+    keep = VERSIONS_KEPT if keep is None else keep
+    deleted = 0
+    with get_client(sync_client=True) as client:
+        while True:
+            old = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.CREATED_DESC,
+                offset=keep,
+                limit=batch,
+            )
+            for artifact in old:
+                client.delete_artifact(artifact.id)
+            deleted += len(old)
+            if len(old) < batch:
+                return deleted
 
 
 def age_seconds(moment: datetime | None, now: datetime | None = None) -> float | None:

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.api_state import HEALTH_KEY, STORAGE_KEY, observe
+from flows.api_state import HEALTH_KEY, STORAGE_KEY, observe, prune_versions
 from flows.config import resolve_settings
 from flows.flow_logging import flow_logging
 from fta.board import iso
@@ -58,4 +58,9 @@ def storage_report(config: dict[str, Any] | None = None, config_block: str | Non
             key=HEALTH_KEY,
             description=health.line,
         )
+        for key in (STORAGE_KEY, HEALTH_KEY):  # two versions a minute would pile up for as long as the server lives
+            try:
+                prune_versions(key)
+            except Exception as exc:
+                log.debug("old %s versions not pruned: %s", key, exc)
         return body

@@ -32,7 +32,7 @@ from prefect.exceptions import ExternalSignal
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.api_state import STATUS_KEY
+from flows.api_state import STATUS_KEY, prune_versions
 from flows.backlog import MAX_UNSENT, unsent_records
 from flows.housekeeping import ensure_shared_limit, remove_stale_temp_files, serve_metrics
 from flows.status_publisher import StatusPublisher
@@ -57,6 +57,7 @@ EVENTS_RETRY_SECONDS = 60.0
 READY_NAMES_LOGGED = 5
 PACE_SECONDS = 0.05  # how often a paced loop looks again whether the run history has caught up
 SOURCE_LOCK_RETRY_SECONDS = 1.0  # how often a watch kept out of its source by another run asks again
+PRUNE_EVERY = 100  # status publications between two prunings of its old versions (the first one prunes too)
 
 _active_loops: set[TransferLoop] = set()
 _active_lock = threading.Lock()
@@ -112,7 +113,7 @@ class TransferLoop:
         self._published_version = -1
         self._published_at = float("-inf")
         self._rotate_due = False
-        self._status = StatusPublisher(_publish_status)
+        self._status = StatusPublisher(status_artifact_writer())
         self._unsent = unsent
         self._paced = False
         self._schedule = ScanSchedule(settings.polling_interval_seconds, clock)
@@ -469,5 +470,18 @@ class TransferLoop:
         self._status.offer(self.board.rows(), f"File Transfer Agent: {description}")
 
 
-def _publish_status(rows: list[dict[str, Any]], description: str) -> None:
-    create_table_artifact(rows, key=STATUS_KEY, description=description)
+def status_artifact_writer() -> Callable[[list[dict[str, Any]], str], None]:
+    """Publishes the status table; now and then deletes its old versions (``prune_versions``), in the same thread."""
+    published = 0
+
+    def publish(rows: list[dict[str, Any]], description: str) -> None:
+        nonlocal published
+        create_table_artifact(rows, key=STATUS_KEY, description=description)
+        published += 1
+        if published % PRUNE_EVERY == 1:
+            try:
+                prune_versions(STATUS_KEY)
+            except Exception as exc:  # history left for the next pruning; never a reason to stop
+                log.debug("old status versions not pruned: %s", exc)
+
+    return publish

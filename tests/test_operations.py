@@ -101,6 +101,60 @@ def test_status_and_files_show_what_the_agent_published(source: Path, destinatio
     assert "good.mxf" in out and "blocked/x.mxf" in out
 
 
+def _versions(key: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC
+        )
+
+
+def test_old_versions_of_an_artifact_are_pruned_and_the_newest_kept() -> None:
+    from prefect import flow
+    from prefect.artifacts import create_table_artifact
+
+    from flows.api_state import prune_versions, read_table
+
+    @flow
+    def twelve_versions() -> None:
+        for n in range(12):
+            create_table_artifact([{"n": n}], key="prune-test")
+
+    twelve_versions()
+    assert prune_versions("prune-test", keep=5, batch=3) == 7  # in batches smaller than what is to go
+    assert len(_versions("prune-test")) == 5
+    assert read_table("prune-test")[0] == [{"n": 11}]
+    assert prune_versions("prune-test", keep=5) == 0
+
+
+def test_the_status_and_the_storage_report_keep_their_history_short(
+    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published for months, every version kept would grow the server's database without end."""
+    from flows import api_state, transfer_loop
+    from flows.api_state import HEALTH_KEY, STATUS_KEY, STORAGE_KEY, read_table
+
+    monkeypatch.setattr(api_state, "VERSIONS_KEPT", 2)
+    monkeypatch.setattr(transfer_loop, "PRUNE_EVERY", 3)
+    from prefect import flow
+
+    @flow
+    def ten_tables() -> None:
+        publish = transfer_loop.status_artifact_writer()
+        for n in range(10):  # prunes after the 1st, 4th, 7th and 10th
+            publish([{"file": f"f{n}.mxf"}], f"table {n}")
+
+    ten_tables()
+    assert len(_versions(STATUS_KEY)) == 2
+    assert read_table(STATUS_KEY)[0] == [{"file": "f9.mxf"}]
+    for _ in range(4):
+        storage_report(config=fast_config(source, destination))
+    assert len(_versions(STORAGE_KEY)) == 2 and len(_versions(HEALTH_KEY)) == 2
+
+
 def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path) -> None:
     storage_report(config=fast_config(source, destination, storage_warning_gb=0))
     code, out = fta("health", "-w", "0", "-c", "0")
