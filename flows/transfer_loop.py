@@ -120,6 +120,8 @@ class TransferLoop:
         self._events: SourceEvents | None = None
         self._events_retry_at = float("-inf")
         self._source_lock: SourceLock | None = None
+        self._switch_due = False  # new paths wait for the copies under way to end
+        self._refused: Settings | None = None  # the last edit refused because its source was taken
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> None:
@@ -153,17 +155,31 @@ class TransferLoop:
             log.warning("configuration not reloaded, the current one stays in force: %s", exc)
             return
         if fresh == self.settings:
+            self._switch_due = False
             return
         moved_source = fresh.source_path != self.settings.source_path
+        if (moved_source or fresh.destination_path != self.settings.destination_path) and self._futures:
+            # Copies under way (and their retries) belong to the old paths and the old source's lock: they end
+            # first, and no new copy is submitted meanwhile.
+            if not self._switch_due:
+                log.info(
+                    "configuration changed; %d copies under way end before the new paths apply", len(self._futures)
+                )
+            self._switch_due = True
+            return
+        self._switch_due = False
         lock = SourceLock(fresh.source_path) if moved_source else None
         if lock is not None and not lock.acquire():
-            log.warning(
-                "configuration not reloaded, the current one stays in force: %s is being moved by another run on"
-                " this machine (%s)",
-                fresh.source_path,
-                lock.holder(),
-            )
+            if fresh != self._refused:  # once per edit, not at every poll
+                log.warning(
+                    "configuration not reloaded, the current one stays in force: %s is being moved by another run"
+                    " on this machine (%s)",
+                    fresh.source_path,
+                    lock.holder(),
+                )
+                self._refused = fresh
             return
+        self._refused = None
         changed = [name for name in Settings.model_fields if getattr(fresh, name) != getattr(self.settings, name)]
         log.info("configuration changed: %s", ", ".join(changed))
         old = self.settings
@@ -188,6 +204,18 @@ class TransferLoop:
             if _stop_pending.is_set():
                 _stop_pending.clear()
                 self.stop.set()
+        try:
+            if self._take_source():  # refused or stopped while waiting: nothing was touched, nothing is published
+                self._run()
+        finally:
+            if self._source_lock is not None:
+                self._source_lock.release()
+                self._source_lock = None
+            with _active_lock:
+                _active_loops.discard(self)
+        return self.summary
+
+    def _run(self) -> None:
         log.info(
             "agent started: %s -> %s (stable after %g s, scan every %g s, %d copies at once)",
             self.settings.source_path,
@@ -199,8 +227,6 @@ class TransferLoop:
         runner: ThreadPoolTaskRunner[Any] | None = None
         submitted = 0
         try:
-            if not self._take_source():
-                return self.summary  # stopped while another run held the source
             serve_metrics(self.settings)
             ensure_shared_limit(self.settings)
             self._remove_stale_temp_files()
@@ -213,8 +239,8 @@ class TransferLoop:
                 if runner is None or (rotate and not self._futures):
                     runner = self._rotate(runner)
                     submitted, self._rotate_due = 0, False
-                if not (self._rotate_due or submitted >= RUNNER_ROTATION):  # a due rotation lets copies end first
-                    submitted += self._submit(runner)
+                if not (self._rotate_due or self._switch_due or submitted >= RUNNER_ROTATION):
+                    submitted += self._submit(runner)  # a due rotation or switch of paths lets copies end first
                 self._publish()
                 self._release_results()
                 if self._finished():
@@ -230,11 +256,6 @@ class TransferLoop:
             self._publish(force=True)
             if not self._status.close():
                 log.warning("the last status artifact was not published: the Prefect API is slow or down")
-            if self._source_lock is not None:
-                self._source_lock.release()
-            with _active_lock:
-                _active_loops.discard(self)
-        return self.summary
 
     def _take_source(self) -> bool:
         """This machine's one loop for the source (``fta.sourcelock``); False when stopped while waiting for it.

@@ -346,11 +346,16 @@ class Copier:
         """
         root = self.destination_root
         marker = self.settings.destination_marker
-        if (
-            not root.is_dir()
-            or (self.settings.require_mount and not os.path.ismount(root))
-            or (marker is not None and not (root / marker).is_file())
-        ):
+        try:
+            usable = (
+                root.is_dir()
+                and (not self.settings.require_mount or os.path.ismount(root))
+                and (marker is None or (root / marker).is_file())
+            )
+        except OSError as exc:  # ESTALE, EIO, ENOTCONN...: a share going away answers with an error, not False
+            probe = self._probe()
+            raise DestinationUnavailable(probe.reason or f"destination root {root} cannot be reached: {exc}") from exc
+        if not usable:
             probe = self._probe()
             raise DestinationUnavailable(probe.reason or f"destination root {root} is not usable now")
 

@@ -321,6 +321,25 @@ def test_a_copy_that_starts_after_the_share_went_away_writes_nothing_into_the_mo
     assert list(mount.iterdir()) == []  # no folder, no file in the bare mount point
 
 
+def test_a_root_answering_with_an_error_is_the_destination_s_trouble(
+    make_settings: MakeSettings, source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stale NFS handle makes ``is_dir`` raise instead of answering False: still a global wait, not a failed file."""
+    src = write(source / "clip.mxf", b"recording")
+    real_is_dir = Path.is_dir
+
+    def stale(self: Path) -> bool:
+        if self == destination:
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), str(self))
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", stale)
+    copier = Copier(make_settings(), probe=lambda: ProbeResult(False, "destination root cannot be reached: ESTALE"))
+    with pytest.raises(DestinationUnavailable, match="ESTALE"):
+        copier.copy("clip.mxf")
+    assert src.read_bytes() == b"recording"
+
+
 def test_a_share_gone_right_after_its_check_keeps_the_source(
     make_settings: MakeSettings, source: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -194,15 +194,29 @@ def test_a_stop_asked_while_the_watch_run_starts_is_not_lost(source: Path, desti
 
 
 def test_a_sweep_on_a_source_another_run_moves_ends_at_once_and_touches_nothing(
-    source: Path, destination: Path
+    source: Path, destination: Path, fta_log: list[str]
 ) -> None:
     """The watch run of `fta up` moves the source; a manual transfer-once of it must not move the same files too."""
+    from prefect import flow
+    from prefect.artifacts import create_table_artifact
+
+    from flows.api_state import read_table
+
+    theirs = [{"file": "cam/rec.mxf", "status": "Failed", "error": "the other run's"}]
+
+    @flow
+    def the_other_runs_status() -> None:
+        create_table_artifact(theirs, key=STATUS_KEY)
+
+    the_other_runs_status()
     write(source / "a.mxf", b"the other run's to move")
     with other_process(HOLD_THE_SOURCE, str(source)):
         state = run_once(fast_config(source, destination))
     assert state.is_failed()
     assert "being moved by another run on this machine (pid " in (state.message or "")
     assert (source / "a.mxf").exists() and files_below(destination) == {}
+    assert read_table(STATUS_KEY)[0] == theirs  # the other run's status is not replaced by an empty one
+    assert not any("agent started" in line for line in fta_log)
 
 
 def test_a_watch_waits_for_the_run_holding_its_source_then_moves(

@@ -248,6 +248,53 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
         watcher.result()
 
 
+def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
+    source: Path, destination: Path, tmp_path: Path, fta_log: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy of the old source finishes there (and keeps the old source's lock) before the new source is moved."""
+    import threading
+
+    from blocks.transfer_config import TransferConfig
+    from fta import copier as copier_module
+    from fta.settings import load_settings
+    from fta.sourcelock import SourceLock
+
+    new_source = tmp_path / "new-source"
+    new_source.mkdir()
+    in_copy, release = threading.Event(), threading.Event()
+    real_write = copier_module.Copier._write
+
+    def held_after_the_first_chunk(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
+        real_write(self, fd, chunk)
+        in_copy.set()
+        release.wait(30)
+
+    monkeypatch.setattr(copier_module.Copier, "_write", held_after_the_first_chunk)
+    data = os.urandom(100_000)
+    write(source / "rec.mxf", data)
+    settings = load_settings(fast_config(source, destination), env_file=None)
+    TransferConfig.from_settings(settings).save("switch-test", overwrite=True)
+    watcher = Background(lambda: watch_folder(config_block="switch-test", return_state=True))
+    try:
+        assert in_copy.wait(30)
+        block = cast(TransferConfig, TransferConfig.load("switch-test"))
+        block.source_path = str(new_source)
+        block.save("switch-test", overwrite=True)
+        write(new_source / "two.mxf", b"2")
+        wait_until(lambda: any("end before the new paths apply" in line for line in fta_log), what="the switch")
+        old = SourceLock(source)
+        taken = old.acquire()
+        old.release()
+        assert not taken  # the old source stays locked while its copy runs
+        release.set()
+        wait_until(lambda: (destination / "two.mxf").exists(), what="the new source moved after the switch")
+        assert (destination / "rec.mxf").read_bytes() == data and not (source / "rec.mxf").exists()
+    finally:
+        release.set()
+        request_stop()
+        watcher.result()
+
+
 def test_a_block_edit_onto_a_source_another_run_moves_is_not_taken(
     source: Path, destination: Path, tmp_path: Path, fta_log: list[str]
 ) -> None:
