@@ -84,6 +84,14 @@ class LocalServer:
             start_new_session=True,  # Ctrl-C reaches us; we stop the server ourselves, after the watch run
         )
         log_file.close()
+        try:
+            self._wait_until_ready(timeout)
+        except BaseException:  # not ready in time, or a stop (Ctrl-C, SIGTERM) meanwhile: no server left behind
+            self.stop()
+            raise
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -93,7 +101,6 @@ class LocalServer:
             if self.ready():
                 return
             time.sleep(0.25)
-        self.stop()
         raise RuntimeError(f"the Prefect server did not answer within {timeout:g} s; see {self.home}/server.log")
 
     def ready(self) -> bool:
@@ -169,17 +176,21 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
 
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while not stop.is_set():
-            try:  # the runner registers the deployments one by one: wait for both that are started here
-                deployment = client.read_deployment_by_name(WATCH)
-                report = client.read_deployment_by_name(REPORT)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    log.error("the deployments %s and %s were not registered within %g s", WATCH, REPORT, timeout)
-                    return
-                stop.wait(0.5)
-        else:
+
+        def registered(name: str) -> Any:
+            """The deployment once the runner has registered it (one by one); None past the deadline or at a stop."""
+            while not stop.is_set():
+                try:
+                    return client.read_deployment_by_name(name)
+                except Exception:
+                    if time.monotonic() > deadline:
+                        log.error("the deployment %s was not registered within %g s", name, timeout)
+                        return None
+                    stop.wait(0.5)
+            return None
+
+        deployment = registered(WATCH)
+        if deployment is None:
             return
         unfinished = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
@@ -193,7 +204,10 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
             client.set_flow_run_state(stale.id, Crashed(message="the agent was restarted"), force=True)
         run = client.create_flow_run_from_deployment(deployment.id)
         log.info("watch run %s started", run.name)
-        try:  # a first storage report now, not at the next full minute
+        report = registered(REPORT)  # a first storage report now, not at the next full minute
+        if report is None:
+            return
+        try:
             client.create_flow_run_from_deployment(report.id)
         except Exception as exc:
             log.warning("first storage report not started: %s", exc)
@@ -252,13 +266,12 @@ def serve_until_stopped(deployments: list[Any]) -> None:
     from prefect.runner import Runner
 
     class AgentRunner(Runner):
-        main_task: asyncio.Task[None] | None = None
+        main_task: asyncio.Task[None]  # set before ``start()``, which installs ``handle_sigterm``
 
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-            task = self.main_task
-            if task is None:  # not serving yet: leave the way Ctrl-C would
-                raise KeyboardInterrupt
+            signal.signal(signal.SIGTERM, _already_stopping)  # one stop is enough: a second must not cut it short
             log.info("SIGTERM received, stopping")
+            task = self.main_task
             task.get_loop().call_soon_threadsafe(task.cancel)  # wakes the loop; the cancellation runs in it
 
     runner = AgentRunner(pause_on_shutdown=True)
@@ -268,7 +281,9 @@ def serve_until_stopped(deployments: list[Any]) -> None:
     print(f"Serving the deployments (start one with: prefect deployment run <name>):\n{served}", flush=True)
 
     async def serve() -> None:
-        runner.main_task = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None  # asyncio.run runs this coroutine as a task
+        runner.main_task = task
         await runner.start()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # the ways a stop ends the serving
@@ -276,17 +291,27 @@ def serve_until_stopped(deployments: list[Any]) -> None:
     log.info("stopped serving; stopping the flow runs")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM before the runner serves (it then takes SIGTERM itself): the same clean way out as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def _already_stopping(signum: int, frame: Any) -> None:
+    log.info("SIGTERM received again; the agent is already stopping")
+
+
 def up(settings: Settings) -> int:
-    """Run the agent with its deployments until Ctrl-C / SIGTERM."""
+    """Run the agent with its deployments until Ctrl-C / SIGTERM, which may come at any moment, start-up included."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     server: LocalServer | None = None
-    if not os.environ.get("PREFECT_API_URL"):
-        server = LocalServer(settings.data_path, settings.server_port)
-        os.environ.update(server.environment())
-        server.start()
-        os.environ["PREFECT_API_URL"] = server.api_url
-        print(f"Prefect server and UI: http://127.0.0.1:{settings.server_port}", flush=True)
     stop = threading.Event()
     try:
+        if not os.environ.get("PREFECT_API_URL"):
+            server = LocalServer(settings.data_path, settings.server_port)
+            os.environ.update(server.environment())
+            server.start()
+            os.environ["PREFECT_API_URL"] = server.api_url
+            print(f"Prefect server and UI: http://127.0.0.1:{settings.server_port}", flush=True)
         from prefect.logging.configuration import ensure_logging_setup
 
         ensure_logging_setup()  # Prefect's console handler, which this process's own lines go to as well
@@ -300,9 +325,13 @@ def up(settings: Settings) -> int:
         starter = threading.Thread(target=start_watch_run, args=(stop,), name="fta-start-watch", daemon=True)
         starter.start()
         serve_until_stopped(deployments)
-        return 0
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting: a stop like any other
+        log.info("stopped while starting")
     finally:
+        signal.signal(signal.SIGTERM, _already_stopping)  # the clean-up below is not cut short by another SIGTERM
         stop.set()
         stop_flow_runs(keep={server.process.pid} if server is not None and server.process is not None else set())
         if server is not None:
             server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    return 0

@@ -108,3 +108,68 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
     assert not [pid for pid in runs if Path(f"/proc/{pid}").exists()]  # flow-run processes stopped too
     with socket.socket() as knock, pytest.raises(ConnectionRefusedError):
         knock.connect(("127.0.0.1", port))  # no server left behind
+
+
+def _start_up(source: Path, destination: Path, tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """``fta up`` with its output in a file, which the test reads while it runs."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    options = ["--source", str(source), "--destination", str(destination), "--data-path", str(tmp_path / "data")]
+    options += ["--server-port", str(port), "--file-stable-time-seconds", "0.5", "--polling-interval-seconds", "0.2"]
+    options += ["--log-file-path", "", "--metrics-port", "0"]
+    output = tmp_path / "up.out"
+    with output.open("wb") as sink:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "fta.cli", "up", *options], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    return agent, output
+
+
+def _server_pids(agent: subprocess.Popen[bytes]) -> list[int]:
+    return [pid for pid in child_pids(agent.pid) if "server start" in _cmdline(pid)]
+
+
+def _ended_cleanly(agent: subprocess.Popen[bytes], output: Path, port: int, server: list[int]) -> None:
+    try:
+        agent.wait(120)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    said = output.read_text(errors="replace")
+    assert agent.returncode == 0, said[-3000:]
+    assert "Traceback" not in said, said[-3000:]
+    assert server and not [pid for pid in server if Path(f"/proc/{pid}").exists()], said[-3000:]  # no server left
+    with socket.socket() as knock, pytest.raises(ConnectionRefusedError):
+        knock.connect(("127.0.0.1", port))
+
+
+def test_sigterm_while_the_server_starts_leaves_nothing_behind(source: Path, destination: Path, tmp_path: Path) -> None:
+    """systemd may stop the agent at any moment, also while its Prefect server is still starting."""
+    port = free_port()
+    agent, output = _start_up(source, destination, tmp_path, port)
+    server: list[int] = []
+
+    def server_started() -> bool:
+        server[:] = _server_pids(agent)
+        return bool(server)
+
+    try:
+        wait_until(server_started, what="the server process")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+    _ended_cleanly(agent, output, port, server)
+
+
+def test_a_second_sigterm_does_not_cut_the_stop_short(source: Path, destination: Path, tmp_path: Path) -> None:
+    """systemd or an impatient operator signals twice: the first stop still ends the runs and the server."""
+    port = free_port()
+    agent, output = _start_up(source, destination, tmp_path, port)
+    server: list[int] = []
+    try:
+        wait_until(lambda: "agent started" in output.read_text(errors="replace"), timeout=120, what="the watch run")
+        server = _server_pids(agent)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+    wait_until(lambda: "SIGTERM received, stopping" in output.read_text(errors="replace"), what="the stop to begin")
+    agent.send_signal(signal.SIGTERM)
+    _ended_cleanly(agent, output, port, server)
