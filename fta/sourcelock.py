@@ -7,9 +7,12 @@ same file (a ``_1`` duplicate). An exclusive ``flock`` on a lock file named afte
 out. The kernel lets go of it when its holder ends, however it ends (``kill -9`` included), so a crash never leaves
 a stale lock behind.
 
-The lock file lies in the system's temp folder (``TMPDIR``): it belongs to this machine, as the agent id does. Where
-it cannot be opened at all (another user's file in a sticky folder), the loop goes on without it, as it did before
-there was a lock, and says so once.
+The lock file lies in ``/run/lock`` (the system's temp folder where that is not writable): it belongs to this
+machine, as the agent id does, and the runs of every user find it there (``/run/lock`` is also outside a systemd
+service's private ``/tmp``). It is made writable for all, and opened read-only where it cannot be opened for writing
+(``flock`` needs no more), so the service's run and an operator's ``sudo fta once`` keep each other out. The holder
+removes it as it lets go; a run that locked the file just removed takes the new one instead. Where no lock file can
+be opened at all, the loop goes on without it, as it did before there was a lock, and says so.
 """
 
 from __future__ import annotations
@@ -32,37 +35,72 @@ class SourceBusy(Exception):
     """Another transfer loop on this machine is moving the same source."""
 
 
+def lock_folder() -> Path:
+    """``/run/lock`` where this user may make files in it, else the system's temp folder."""
+    run_lock = Path("/run/lock")
+    if run_lock.is_dir() and os.access(run_lock, os.W_OK | os.X_OK):
+        return run_lock
+    return Path(tempfile.gettempdir())
+
+
 class SourceLock:
     """The exclusive right to move the files of one source folder on this machine."""
 
     def __init__(self, source_root: Path, folder: Path | None = None) -> None:
         self.source_root = source_root
-        self.path = (folder or Path(tempfile.gettempdir())) / f"fta-{agent_id(source_root)}.lock"
+        self.path = (folder or lock_folder()) / f"fta-{agent_id(source_root)}.lock"
         self._fd: int | None = None
         self.unlocked = False  # True when no lock could be had at all and the loop goes on without one
 
     def acquire(self) -> bool:
         """Take the lock: True when held (or when none can be had here), False while another loop holds it."""
-        if self._fd is not None or self.unlocked:
-            return True
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            return self._without_lock(exc)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except OSError as exc:
-            os.close(fd)
-            return self._without_lock(exc)
-        holder = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
-        with contextlib.suppress(OSError):  # who holds it is a courtesy for the message of the one kept out
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{holder}: {self.source_root}\n".encode(errors="surrogateescape"), 0)
-        self._fd = fd
+        while self._fd is None and not self.unlocked:
+            try:
+                fd = self._open()
+            except OSError as exc:
+                return self._without_lock(exc)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except OSError as exc:
+                os.close(fd)
+                return self._without_lock(exc)
+            if not self._still_there(fd):
+                os.close(fd)  # its holder removed it as it let go: lock the file that is there now
+                continue
+            holder = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
+            with contextlib.suppress(OSError):  # a courtesy for the message of the one kept out (read-only: none)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{holder}: {self.source_root}\n".encode(errors="surrogateescape"), 0)
+            self._fd = fd
         return True
+
+    def _open(self) -> int:
+        """The lock file, for writing where this user may, else read-only; made (writable for all) when missing."""
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC
+        while True:
+            try:
+                return os.open(self.path, os.O_RDWR | flags)
+            except FileNotFoundError:
+                pass
+            except PermissionError:
+                return os.open(self.path, os.O_RDONLY | flags)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | flags, 0o666)
+            except FileExistsError:
+                continue  # made by another run in between
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o666)  # the umask must not keep another user's runs out
+            return fd
+
+    def _still_there(self, fd: int) -> bool:
+        try:
+            here, there = os.fstat(fd), os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
     def _without_lock(self, exc: OSError) -> bool:
         log.warning(
@@ -84,6 +122,8 @@ class SourceLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            with contextlib.suppress(OSError):  # removed while still held; another user's file stays
+                os.unlink(self.path)
             os.close(self._fd)  # closing the only descriptor lets go of the flock
             self._fd = None
         self.unlocked = False

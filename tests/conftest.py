@@ -138,9 +138,11 @@ HOLD_THE_SOURCE = """
 import sys
 from pathlib import Path
 from fta.sourcelock import SourceLock
-assert SourceLock(Path(sys.argv[1])).acquire()
+lock = SourceLock(Path(sys.argv[1]))
+assert lock.acquire()
 print("ready", flush=True)
 sys.stdin.read()
+lock.release()
 """
 
 

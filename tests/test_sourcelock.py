@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,3 +71,64 @@ def test_where_no_lock_can_be_had_the_loop_goes_on_and_says_so(
 
 def test_the_holder_of_an_unreadable_lock_is_unknown(source: Path, tmp_path: Path) -> None:
     assert SourceLock(source, folder=tmp_path / "no-such-folder").holder() == "unknown"
+
+
+def test_a_run_that_locked_a_file_its_holder_just_removed_takes_the_new_one(
+    source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder removes the lock file as it lets go; a run that had opened the old file must not hold that one."""
+    first = SourceLock(source)
+    assert first.acquire()
+    stale = os.open(first.path, os.O_RDONLY)  # a racer opened the file before its holder let go
+    first.release()
+    assert not first.path.exists()  # no lock file left behind
+    holder = SourceLock(source)
+    assert holder.acquire()  # the file that is there now
+    racer = SourceLock(source)
+    real_open = SourceLock._open
+    opened: list[int] = []
+
+    def stale_first(self: SourceLock) -> int:
+        opened.append(1)
+        return stale if len(opened) == 1 else real_open(self)
+
+    monkeypatch.setattr(SourceLock, "_open", stale_first)
+    assert not racer.acquire()  # its flock on the removed file succeeded, but that file is not the lock any more
+    assert len(opened) == 2
+    holder.release()
+
+
+CHECK_AS_ANOTHER_USER = """
+import sys
+from pathlib import Path
+from fta.sourcelock import SourceLock
+lock = SourceLock(Path(sys.argv[1]))
+print("held" if lock.acquire() and lock.held else ("unlocked" if lock.unlocked else "busy"))
+"""
+
+
+def test_the_runs_of_different_users_keep_each_other_out(source: Path) -> None:
+    """The service's run and an operator's run as another user share the lock (it used to be skipped with EACCES)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run as another user")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+
+    def nobody_tries() -> str:
+        done = subprocess.run(
+            [*as_nobody, "-c", CHECK_AS_ANOTHER_USER, str(source)], capture_output=True, text=True, cwd="/", timeout=60
+        )
+        if done.returncode != 0:
+            pytest.skip(f"nobody cannot run this Python or read the project: {done.stderr[-300:]}")
+        return done.stdout.strip()
+
+    mine = SourceLock(source)
+    assert mine.acquire()
+    try:
+        assert nobody_tries() == "busy"
+        mine.path.chmod(0o644)  # a lock file another user may not write to: locked read-only all the same
+        assert nobody_tries() == "busy"
+    finally:
+        mine.release()
+    assert nobody_tries() == "held"  # and it ended without letting go, as a killed run would
+    assert mine.acquire()  # the file it left is taken over
+    mine.release()
