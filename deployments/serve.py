@@ -42,11 +42,17 @@ REPORT_INTERVAL_SECONDS = 60
 # defaults write each task-run event in a transaction of its own: 2,000 small files left the SQLite server 23 s
 # behind. In batches of up to 500, flushed every second, it is 1-5 s behind with the same 2,000 files (see
 # BENCHMARKS.md). An operator's environment still overrides each of these.
-RECORDING_DEFAULTS = {
+#
+# The server lives for months on an ingest machine. Prefect removes events after 7 days, but keeps every flow run
+# with its task runs, logs and artifacts unless its flow-run vacuum is on: the storage report alone ends 1,440 flow
+# runs a day. With it, ended flow runs go 90 days after their end (PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD
+# in seconds to change that; ``...ENABLED=events`` keeps them all). The running watch run is never touched.
+SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
 }
 
 
@@ -61,7 +67,7 @@ class LocalServer:
 
     def environment(self) -> dict[str, str]:
         return {
-            **{name: os.environ.get(name, value) for name, value in RECORDING_DEFAULTS.items()},
+            **{name: os.environ.get(name, value) for name, value in SERVER_DEFAULTS.items()},
             "PREFECT_HOME": str(self.home),
             "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

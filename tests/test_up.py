@@ -70,6 +70,7 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
             for service in ("task_run_recorder", "event_persister"):  # the run history keeps up with bursts
                 assert services[service]["batch_size"] == 500
                 assert services[service]["flush_interval"] == 1
+            assert set(services["db_vacuum"]["enabled"]) == {"events", "flow_runs"}  # ended runs go after 90 days
             wait_until(lambda: fta(api, "storage", "--json").returncode == 0, timeout=90, what="a storage report")
             completed: list[list[str]] = []
 
