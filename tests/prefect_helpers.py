@@ -13,8 +13,22 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 
-from fta.copier import hash_file
+from fta.copier import Copier, hash_file
 from fta.paths import temp_owner
+
+
+def hold_copies_after_their_first_chunk(monkeypatch: Any) -> tuple[threading.Event, threading.Event]:
+    """Each copy writes its first chunk, sets the first event and waits (30 s at most) for the second to be set."""
+    in_copy, release = threading.Event(), threading.Event()
+    real_write = Copier._write
+
+    def held(self: Copier, fd: int, chunk: memoryview) -> None:
+        real_write(self, fd, chunk)
+        in_copy.set()
+        release.wait(30)
+
+    monkeypatch.setattr(Copier, "_write", held)
+    return in_copy, release
 
 
 def fast_config(source: Path, destination: Path, **overrides: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.prefect_helpers import (
     Background,
     fast_config,
     files_below,
+    hold_copies_after_their_first_chunk,
     kind,
     message,
     runs_by_name,
@@ -155,16 +157,7 @@ def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(
 ) -> None:
     data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the stop lands between them
     write(source / "rec" / "long.mxf", data)
-    in_copy = threading.Event()
-    stopped = threading.Event()
-    real_write = copier_module.Copier._write
-
-    def first_chunk_waits_for_the_stop(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
-        real_write(self, fd, chunk)
-        in_copy.set()
-        stopped.wait(30)
-
-    monkeypatch.setattr(copier_module.Copier, "_write", first_chunk_waits_for_the_stop)
+    in_copy, stopped = hold_copies_after_their_first_chunk(monkeypatch)  # the stop lands while the copy waits
     watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
     assert in_copy.wait(30)
     assert temp_files(destination)  # a copy is under way
@@ -219,20 +212,27 @@ def test_a_sweep_on_a_source_another_run_moves_ends_at_once_and_touches_nothing(
     assert not any("agent started" in line for line in fta_log)
 
 
+@contextmanager
+def watch_kept_out(source: Path, destination: Path, fta_log: list[str]) -> Iterator[Background]:
+    """A watch started while another process holds its source, once it says it waits (stopped if the block fails)."""
+    with other_process(HOLD_THE_SOURCE, str(source)):
+        watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+        try:
+            wait_until(lambda: any("waiting for it to end" in line for line in fta_log), what="the watch to wait")
+            yield watcher
+        except BaseException:
+            request_stop()
+            watcher.result()
+            raise
+
+
 def test_a_watch_waits_for_the_run_holding_its_source_then_moves(
     source: Path, destination: Path, fta_log: list[str]
 ) -> None:
     """A watch started while another run still holds the source (a predecessor stopping) waits, then takes over."""
     write(source / "a.mxf", b"moved by whoever holds the source")
-    with other_process(HOLD_THE_SOURCE, str(source)):
-        watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
-        try:
-            wait_until(lambda: any("waiting for it to end" in line for line in fta_log), what="the watch to wait")
-            assert (source / "a.mxf").exists() and files_below(destination) == {}
-        except BaseException:
-            request_stop()
-            watcher.result()
-            raise
+    with watch_kept_out(source, destination, fta_log) as watcher:
+        assert (source / "a.mxf").exists() and files_below(destination) == {}
     try:
         wait_until(lambda: not (source / "a.mxf").exists(), what="the move once the source was free")
     finally:
@@ -245,12 +245,8 @@ def test_a_watch_stopped_while_it_waits_for_its_source_ends_cleanly(
     source: Path, destination: Path, fta_log: list[str]
 ) -> None:
     write(source / "a.mxf", b"stays")
-    with other_process(HOLD_THE_SOURCE, str(source)):
-        watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
-        try:
-            wait_until(lambda: any("waiting for it to end" in line for line in fta_log), what="the watch to wait")
-        finally:
-            request_stop()
+    with watch_kept_out(source, destination, fta_log) as watcher:
+        request_stop()
         assert watcher.result(timeout=30).is_completed()
     assert (source / "a.mxf").exists() and files_below(destination) == {}
 
@@ -300,15 +296,7 @@ def test_destination_vanishing_mid_copy_defers_the_file_until_it_is_back(
     nas = tmpfs("64m")
     data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the share goes away between them
     write(source / "clips" / "a.mxf", data)
-    in_copy, unmounted = threading.Event(), threading.Event()
-    real_write = copier_module.Copier._write
-
-    def share_vanishes_after_first_chunk(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
-        real_write(self, fd, chunk)
-        in_copy.set()
-        unmounted.wait(30)
-
-    monkeypatch.setattr(copier_module.Copier, "_write", share_vanishes_after_first_chunk)
+    in_copy, unmounted = hold_copies_after_their_first_chunk(monkeypatch)  # the share goes while the copy waits
     once = Background(lambda: run_once(fast_config(source, nas, require_mount=True)))
     assert in_copy.wait(30)
     unmount(nas)

@@ -20,7 +20,13 @@ from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta.cli import main
 from tests.conftest import HOLD_THE_SOURCE, other_process, write
-from tests.prefect_helpers import Background, fast_config, slow_agent, wait_until
+from tests.prefect_helpers import (
+    Background,
+    fast_config,
+    hold_copies_after_their_first_chunk,
+    slow_agent,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -252,24 +258,13 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
     source: Path, destination: Path, tmp_path: Path, fta_log: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A copy of the old source finishes there (and keeps the old source's lock) before the new source is moved."""
-    import threading
-
     from blocks.transfer_config import TransferConfig
-    from fta import copier as copier_module
     from fta.settings import load_settings
     from fta.sourcelock import SourceLock
 
     new_source = tmp_path / "new-source"
     new_source.mkdir()
-    in_copy, release = threading.Event(), threading.Event()
-    real_write = copier_module.Copier._write
-
-    def held_after_the_first_chunk(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
-        real_write(self, fd, chunk)
-        in_copy.set()
-        release.wait(30)
-
-    monkeypatch.setattr(copier_module.Copier, "_write", held_after_the_first_chunk)
+    in_copy, release = hold_copies_after_their_first_chunk(monkeypatch)
     data = os.urandom(100_000)
     write(source / "rec.mxf", data)
     settings = load_settings(fast_config(source, destination), env_file=None)
