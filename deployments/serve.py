@@ -252,20 +252,26 @@ def stop_flow_runs(keep: set[int], timeout: float = 90.0) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Still running. Never reaps: the runner's own child watcher must see its flow runs' exit codes."""
     try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    return waited == 0
+    return state != "Z"  # a zombie has ended; its parent reaps it
 
 
-def serve_until_stopped(deployments: list[Any]) -> None:
-    """Serve ``deployments`` until Ctrl-C or SIGTERM, both taking the same clean path.
+def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
+    """Serve ``deployments`` until Ctrl-C or SIGTERM; on SIGTERM the flow runs end first, then the runner.
 
     ``prefect.serve`` would do, but its runner answers SIGTERM (systemd's stop, ``docker stop``) by calling its async
     ``stop()`` without awaiting it and exiting from inside the event loop: a RuntimeWarning and an ERROR traceback in
-    the log at every stop. Here SIGTERM cancels the runner's task, as Ctrl-C does, so its own clean-up runs (pausing
-    the schedules) and nothing is printed but one line.
+    the log at every stop. And a runner whose task is cancelled kills the flow-run processes it still waits for
+    (SIGTERM, then SIGKILL at once): the watch run never finished its copies nor reported its end, and stayed
+    Running in the API. Here SIGTERM first stops the flow runs (``stop_flow_runs``: SIGTERM and a wait; the watch run
+    ends Completed), from a thread so that the runner goes on streaming their output, and then cancels the runner's
+    task, as Ctrl-C does, so its own clean-up runs (pausing the schedules). ``keep``: child processes that are not
+    flow runs (the local server).
     """
     import asyncio
 
@@ -276,9 +282,15 @@ def serve_until_stopped(deployments: list[Any]) -> None:
 
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
             signal.signal(signal.SIGTERM, _already_stopping)  # one stop is enough: a second must not cut it short
-            log.info("SIGTERM received, stopping")
-            task = self.main_task
-            task.get_loop().call_soon_threadsafe(task.cancel)  # wakes the loop; the cancellation runs in it
+            log.info("SIGTERM received, stopping the flow runs")
+            threading.Thread(target=self._runs_then_runner, name="fta-stop", daemon=True).start()
+
+        def _runs_then_runner(self) -> None:
+            try:
+                stop_flow_runs(keep)
+            finally:
+                task = self.main_task
+                task.get_loop().call_soon_threadsafe(task.cancel)  # wakes the loop; the cancellation runs in it
 
     runner = AgentRunner(pause_on_shutdown=True)
     for deployment in deployments:
@@ -330,7 +342,7 @@ def up(settings: Settings) -> int:
         deployments = build_deployments()
         starter = threading.Thread(target=start_watch_run, args=(stop,), name="fta-start-watch", daemon=True)
         starter.start()
-        serve_until_stopped(deployments)
+        serve_until_stopped(deployments, keep={server.process.pid} if server and server.process else set())
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting: a stop like any other
         log.info("stopped while starting")
     finally:

@@ -1,7 +1,11 @@
-"""``watch_folder``: the long-running flow. Runs until cancelled (or ``request_stop()`` / SIGTERM in ``fta watch``)."""
+"""``watch_folder``: the long-running flow. Runs until stopped (SIGTERM, ``request_stop()``) or cancelled."""
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -9,7 +13,44 @@ from prefect import flow
 
 from flows.config import resolve_settings
 from flows.flow_logging import flow_logging
-from flows.transfer_loop import TransferLoop
+from flows.transfer_loop import TransferLoop, request_stop
+
+
+def _cancel_requested() -> bool:
+    """Did Prefect's runner say "cancel" (a cancel from the UI or the CLI) before it sent this SIGTERM?"""
+    try:
+        from prefect._internal.control_listener import get_intent
+    except ImportError:  # pragma: no cover - a Prefect without the control channel
+        return False
+    return get_intent() == "cancel"
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM stops the watch the way ``request_stop()`` does, and the run ends Completed.
+
+    SIGTERM comes from systemd and ``docker stop``, from ``fta up`` stopping its runs and from ``fta watch``'s own
+    stop. Prefect's handler would end the run Crashed: the "watch run crashed" alert at every restart of the
+    service. Here the loop ends as from Ctrl-C in ``fta watch`` (copies stop between two chunks, temp files are
+    removed). A cancel from the UI, which Prefect's runner announces before its SIGTERM, still goes to Prefect's
+    handler and the run ends Cancelled. Signal handlers belong to the main thread: elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        if _cancel_requested() and callable(previous):
+            previous(signum, frame)
+            return
+        request_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @flow(name="watch-folder", persist_result=False, log_prints=False)
@@ -30,5 +71,6 @@ def watch_folder(
             max_cycles=max_cycles,
             reload=(lambda: resolve_settings(config, config_block)) if config_block else None,
         )
-        summary = loop.run()
+        with stop_on_sigterm():
+            summary = loop.run()
     return asdict(summary)

@@ -227,6 +227,8 @@ def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None
     assert agent.returncode == 0, errors[-2000:]
     assert list(destination.iterdir()) == []  # no temp file, nothing under a final name
     assert (source / "rec.mxf").read_bytes() == data
+    # A stop, not a crash (which would raise the "watch run crashed" alert at every stop of the service)
+    assert "Crash detected" not in errors and "Finished in state Completed(" in errors, errors[-2000:]
 
 
 def test_editing_the_config_block_takes_effect_without_a_restart(

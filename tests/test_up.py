@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from deployments.serve import child_pids
+from fta.sourcelock import SourceLock
 from tests.conftest import write
 from tests.prefect_helpers import wait_until
 
@@ -107,6 +109,11 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
     assert "first storage report not started" not in said, said[-3000:]
     assert "Traceback" not in said and "never awaited" not in said, said[-3000:]  # a stop is not an error
     assert not [pid for pid in runs if Path(f"/proc/{pid}").exists()]  # flow-run processes stopped too
+    watch = re.search(r"fta\.up - watch run (\S+) started", said)
+    assert watch is not None, said[-3000:]
+    # The watch run ended its loop and said so: not killed (it stayed Running), not Crashed (the alert).
+    assert f"Flow run '{watch.group(1)}' - Finished in state Completed()" in said, said[-3000:]
+    assert not SourceLock(source).path.exists()  # it let go of its source
     with socket.socket() as knock, pytest.raises(ConnectionRefusedError):
         knock.connect(("127.0.0.1", port))  # no server left behind
 
