@@ -283,11 +283,16 @@ def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
             signal.signal(signal.SIGTERM, _already_stopping)  # one stop is enough: a second must not cut it short
             log.info("SIGTERM received, stopping the flow runs")
+            self.stopping = True  # no new flow run from now on (this runs in the loop's thread)
+            poller = getattr(self, "_scheduled_run_poller", None)
+            if poller is not None:
+                poller.stopping = True
             threading.Thread(target=self._runs_then_runner, name="fta-stop", daemon=True).start()
 
         def _runs_then_runner(self) -> None:
             try:
                 stop_flow_runs(keep)
+                stop_flow_runs(keep)  # one whose process was starting as the runner stopped taking new ones
             finally:
                 task = self.main_task
                 task.get_loop().call_soon_threadsafe(task.cancel)  # wakes the loop; the cancellation runs in it
