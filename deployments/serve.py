@@ -236,14 +236,20 @@ def child_pids(parent: int) -> list[int]:
 
 
 def stop_flow_runs(keep: set[int], timeout: float = 90.0) -> None:
-    """SIGTERM every flow-run process the runner started (they end their copies cleanly), then wait for them."""
-    pids = [pid for pid in child_pids(os.getpid()) if pid not in keep]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    """SIGTERM every flow-run process the runner started (they end their copies cleanly), then wait for them.
+
+    One whose process was starting as the runner stopped taking new runs appears meanwhile: it is signalled too.
+    """
+    signalled: set[int] = set()
     deadline = time.monotonic() + timeout
-    while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if _alive(pid)]
+    while True:
+        pids = [pid for pid in child_pids(os.getpid()) if pid not in keep and _alive(pid)]
+        for pid in set(pids) - signalled:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            signalled.add(pid)
+        if not pids or time.monotonic() >= deadline:
+            break
         time.sleep(0.2)
     for pid in pids:
         log.warning("flow-run process %d did not stop within %g s; killing it", pid, timeout)
@@ -292,7 +298,6 @@ def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
         def _runs_then_runner(self) -> None:
             try:
                 stop_flow_runs(keep)
-                stop_flow_runs(keep)  # one whose process was starting as the runner stopped taking new ones
             finally:
                 task = self.main_task
                 task.get_loop().call_soon_threadsafe(task.cancel)  # wakes the loop; the cancellation runs in it
@@ -327,12 +332,15 @@ def up(settings: Settings) -> int:
     """Run the agent with its deployments until Ctrl-C / SIGTERM, which may come at any moment, start-up included."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
     server: LocalServer | None = None
+    not_flow_runs: set[int] = set()  # children that stop_flow_runs leaves alone: the local server
     stop = threading.Event()
     try:
         if not os.environ.get("PREFECT_API_URL"):
             server = LocalServer(settings.data_path, settings.server_port)
             os.environ.update(server.environment())
             server.start()
+            assert server.process is not None  # started
+            not_flow_runs.add(server.process.pid)
             os.environ["PREFECT_API_URL"] = server.api_url
             print(f"Prefect server and UI: http://127.0.0.1:{settings.server_port}", flush=True)
         from prefect.logging.configuration import ensure_logging_setup
@@ -347,13 +355,13 @@ def up(settings: Settings) -> int:
         deployments = build_deployments()
         starter = threading.Thread(target=start_watch_run, args=(stop,), name="fta-start-watch", daemon=True)
         starter.start()
-        serve_until_stopped(deployments, keep={server.process.pid} if server and server.process else set())
+        serve_until_stopped(deployments, keep=not_flow_runs)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting: a stop like any other
         log.info("stopped while starting")
     finally:
         signal.signal(signal.SIGTERM, _already_stopping)  # the clean-up below is not cut short by another SIGTERM
         stop.set()
-        stop_flow_runs(keep={server.process.pid} if server is not None and server.process is not None else set())
+        stop_flow_runs(not_flow_runs)
         if server is not None:
             server.stop()
         signal.signal(signal.SIGTERM, previous)

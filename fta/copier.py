@@ -49,7 +49,7 @@ from fta.errors import (
     map_os_error,
 )
 from fta.openfiles import is_open_for_writing
-from fta.probe import ProbeResult, probe_destination
+from fta.probe import ProbeResult, probe_destination, root_trouble
 from fta.renamer import NoReplaceMover
 from fta.settings import Settings
 from fta.stability import Clock, FileSig
@@ -341,23 +341,13 @@ class Copier:
     def _check_root(self) -> None:
         """The root is a folder, a mount point (``require_mount``) and holds the marker (``destination_marker``).
 
-        A few ``stat`` calls, asked of every copy: the guard's probe is not asked again within a polling interval,
-        and copies already queued when the share went away must not write into the bare mount point.
+        Asked of every copy (``fta.probe.root_trouble``): the guard's probe is not asked again within a polling
+        interval, and copies already queued when the share went away must not write into the bare mount point.
         """
-        root = self.destination_root
-        marker = self.settings.destination_marker
-        try:
-            usable = (
-                root.is_dir()
-                and (not self.settings.require_mount or os.path.ismount(root))
-                and (marker is None or (root / marker).is_file())
-            )
-        except OSError as exc:  # ESTALE, EIO, ENOTCONN...: a share going away answers with an error, not False
-            probe = self._probe()
-            raise DestinationUnavailable(probe.reason or f"destination root {root} cannot be reached: {exc}") from exc
-        if not usable:
-            probe = self._probe()
-            raise DestinationUnavailable(probe.reason or f"destination root {root} is not usable now")
+        settings = self.settings
+        trouble = root_trouble(self.destination_root, settings.require_mount, settings.destination_marker)
+        if trouble is not None:
+            raise DestinationUnavailable(trouble)
 
     def _ensure_folder(self, folder: Path) -> None:
         """Create the folders below the destination root; a root that is not usable is the destination's trouble."""

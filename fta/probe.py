@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import socket
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,20 +51,35 @@ def _write_probe(root: Path) -> None:
             os.unlink(probe)
 
 
-def probe_destination(root: Path, require_mount: bool = False, marker: str | None = None) -> ProbeResult:
-    """Answer "reachable, or why not" for the destination root."""
+def root_trouble(root: Path, require_mount: bool = False, marker: str | None = None) -> str | None:
+    """Why the root cannot take files, short of writing to it (None: it can). A few ``stat`` calls.
+
+    The probe asks it before its test write; the copier asks it of every copy, before it makes a folder and before
+    it deletes a source, because a copy queued before a share went away starts after it.
+    """
     try:
         st = os.stat(root)
     except FileNotFoundError:
-        return ProbeResult(False, f"destination root {root} does not exist")
+        return f"destination root {root} does not exist"
     except OSError as exc:
-        return ProbeResult(False, f"destination root {root} cannot be reached: {_why(exc)}")
-    if not os.path.isdir(root) or not st.st_mode & 0o040000:
-        return ProbeResult(False, f"destination root {root} is not a folder")
-    if require_mount and not os.path.ismount(root):
-        return ProbeResult(False, f"destination root {root} is not a mount point (is the share mounted?)")
-    if marker is not None and not (root / marker).is_file():
-        return ProbeResult(False, f"marker file {marker} is missing in destination root {root}")
+        return f"destination root {root} cannot be reached: {_why(exc)}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"destination root {root} is not a folder"
+    try:
+        if require_mount and not os.path.ismount(root):
+            return f"destination root {root} is not a mount point (is the share mounted?)"
+        if marker is not None and not (root / marker).is_file():
+            return f"marker file {marker} is missing in destination root {root}"
+    except OSError as exc:  # ESTALE, EIO, ENOTCONN...: a share going away answers with an error, not False
+        return f"destination root {root} cannot be reached: {_why(exc)}"
+    return None
+
+
+def probe_destination(root: Path, require_mount: bool = False, marker: str | None = None) -> ProbeResult:
+    """Answer "reachable, or why not" for the destination root."""
+    trouble = root_trouble(root, require_mount, marker)
+    if trouble is not None:
+        return ProbeResult(False, trouble)
     try:
         _write_probe(root)
         vfs = os.statvfs(root)

@@ -66,10 +66,9 @@ def link_then_unlink(temp: Path, final: Path) -> None:
 def _same_file(temp: Path, final: Path) -> bool:
     """``final`` is another name of ``temp`` (the link was made, only its answer got lost)."""
     try:
-        a, b = os.stat(temp, follow_symlinks=False), os.stat(final, follow_symlinks=False)
+        return os.path.samestat(os.lstat(temp), os.lstat(final))
     except OSError:
         return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 _check_and_rename = threading.Lock()  # one process-wide lock: every mover of this agent, every copy thread

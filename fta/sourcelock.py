@@ -97,10 +97,9 @@ class SourceLock:
 
     def _still_there(self, fd: int) -> bool:
         try:
-            here, there = os.fstat(fd), os.stat(self.path, follow_symlinks=False)
+            return os.path.samestat(os.fstat(fd), os.lstat(self.path))
         except OSError:
             return False
-        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
     def _without_lock(self, exc: OSError) -> bool:
         log.warning(

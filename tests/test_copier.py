@@ -7,6 +7,7 @@ import os
 import threading
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -324,16 +325,16 @@ def test_a_copy_that_starts_after_the_share_went_away_writes_nothing_into_the_mo
 def test_a_root_answering_with_an_error_is_the_destination_s_trouble(
     make_settings: MakeSettings, source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stale NFS handle makes ``is_dir`` raise instead of answering False: still a global wait, not a failed file."""
+    """A stale NFS handle makes the root's ``stat`` raise instead of answering: still a global wait, not a failure."""
     src = write(source / "clip.mxf", b"recording")
-    real_is_dir = Path.is_dir
+    real_stat = os.stat
 
-    def stale(self: Path) -> bool:
-        if self == destination:
-            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), str(self))
-        return real_is_dir(self)
+    def stale(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if Path(path) == destination:
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), str(path))
+        return real_stat(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "is_dir", stale)
+    monkeypatch.setattr(os, "stat", stale)
     copier = Copier(make_settings(), probe=lambda: ProbeResult(False, "destination root cannot be reached: ESTALE"))
     with pytest.raises(DestinationUnavailable, match="ESTALE"):
         copier.copy("clip.mxf")

@@ -231,23 +231,37 @@ def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None
     assert "Crash detected" not in errors and "Finished in state Completed(" in errors, errors[-2000:]
 
 
-def test_editing_the_config_block_takes_effect_without_a_restart(
-    source: Path, destination: Path, tmp_path: Path
-) -> None:
+def watch_on_block(name: str, source: Path, destination: Path) -> Background:
+    """A watch run whose settings are the TransferConfig block ``name``, saved from the fast test settings."""
     from blocks.transfer_config import TransferConfig
     from fta.settings import load_settings
 
+    TransferConfig.from_settings(load_settings(fast_config(source, destination), env_file=None)).save(
+        name, overwrite=True
+    )
+    return Background(lambda: watch_folder(config_block=name, return_state=True))
+
+
+def edit_block(name: str, **paths: Path) -> None:
+    """Edit path settings of the TransferConfig block ``name``, as an operator in the UI would."""
+    from blocks.transfer_config import TransferConfig
+
+    block = cast(TransferConfig, TransferConfig.load(name))
+    for field, value in paths.items():
+        setattr(block, field, str(value))
+    block.save(name, overwrite=True)
+
+
+def test_editing_the_config_block_takes_effect_without_a_restart(
+    source: Path, destination: Path, tmp_path: Path
+) -> None:
     second = tmp_path / "second"
     second.mkdir()
-    settings = load_settings(fast_config(source, destination), env_file=None)
-    TransferConfig.from_settings(settings).save("reload-test", overwrite=True)
-    watcher = Background(lambda: watch_folder(config_block="reload-test", return_state=True))
+    watcher = watch_on_block("reload-test", source, destination)
     try:
         write(source / "one.mxf", b"1")
         wait_until((destination / "one.mxf").exists, what="the first file at the first destination")
-        block = cast(TransferConfig, TransferConfig.load("reload-test"))
-        block.destination_path = str(second)
-        block.save("reload-test", overwrite=True)
+        edit_block("reload-test", destination_path=second)
         write(source / "two.mxf", b"2")
         wait_until((second / "two.mxf").exists, what="the second file at the edited destination")
         assert not (destination / "two.mxf").exists()
@@ -260,8 +274,6 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
     source: Path, destination: Path, tmp_path: Path, fta_log: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A copy of the old source finishes there (and keeps the old source's lock) before the new source is moved."""
-    from blocks.transfer_config import TransferConfig
-    from fta.settings import load_settings
     from fta.sourcelock import SourceLock
 
     new_source = tmp_path / "new-source"
@@ -269,14 +281,10 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
     in_copy, release = hold_copies_after_their_first_chunk(monkeypatch)
     data = os.urandom(100_000)
     write(source / "rec.mxf", data)
-    settings = load_settings(fast_config(source, destination), env_file=None)
-    TransferConfig.from_settings(settings).save("switch-test", overwrite=True)
-    watcher = Background(lambda: watch_folder(config_block="switch-test", return_state=True))
+    watcher = watch_on_block("switch-test", source, destination)
     try:
         assert in_copy.wait(30)
-        block = cast(TransferConfig, TransferConfig.load("switch-test"))
-        block.source_path = str(new_source)
-        block.save("switch-test", overwrite=True)
+        edit_block("switch-test", source_path=new_source)
         write(new_source / "two.mxf", b"2")
         wait_until(lambda: any("end before the new paths apply" in line for line in fta_log), what="the switch")
         old = SourceLock(source)
@@ -296,22 +304,15 @@ def test_a_block_edit_onto_a_source_another_run_moves_is_not_taken(
     source: Path, destination: Path, tmp_path: Path, fta_log: list[str]
 ) -> None:
     """The edit would make two runs move one source: it is logged and the settings in force stay, lock and all."""
-    from blocks.transfer_config import TransferConfig
-    from fta.settings import load_settings
-
     busy = tmp_path / "busy-source"
     busy.mkdir()
     write(busy / "theirs.mxf", b"the other run's")
-    settings = load_settings(fast_config(source, destination), env_file=None)
-    TransferConfig.from_settings(settings).save("busy-test", overwrite=True)
     with other_process(HOLD_THE_SOURCE, str(busy)):
-        watcher = Background(lambda: watch_folder(config_block="busy-test", return_state=True))
+        watcher = watch_on_block("busy-test", source, destination)
         try:
             write(source / "one.mxf", b"1")
             wait_until((destination / "one.mxf").exists, what="the first file moved")
-            block = cast(TransferConfig, TransferConfig.load("busy-test"))
-            block.source_path = str(busy)
-            block.save("busy-test", overwrite=True)
+            edit_block("busy-test", source_path=busy)
             wait_until(
                 lambda: any("configuration not reloaded" in line and "another run" in line for line in fta_log),
                 what="the edit to be refused",
