@@ -1,6 +1,7 @@
 """The verified copy, in the order that loses nothing (rclone's: partial file, verify, rename, then delete).
 
-    1. open the source (no symlinks); if it no longer matches the signature judged stable -> "changed"
+    1. open the source through folder handles (``fta.handles``: no symlink followed below the root); if a folder on
+       its way is a symlink now, or the file no longer matches the signature judged stable -> "changed"
     2. already delivered? a destination file with this name (or a conflict name) and the same size and checksum
        means a crash after the rename or a re-delivery: delete the source, make no duplicate
     3. check the root is what the settings ask (a folder; a mount point with ``require_mount``; holding the marker
@@ -11,7 +12,13 @@
     5. fsync; if the source changed meanwhile (size, mtime, inode, bytes read): drop the temp -> "changed"
     6. verify: size, and with verify=checksum the destination re-read and hashed again
     7. move to the first free name (``name``, ``name_1``, ...) without overwriting; fsync the folder
-    8. check the final file and the root once more, check the source once more, delete the source
+    8. check the final file and the root once more (still the folder written to), check that the name in the source
+       folder handle still is the very inode read and judged stable, and delete it through that handle
+
+Every step below the roots works on names in folder handles, never on paths: a folder swapped for a symlink (or for
+another folder) during the copy cannot redirect a read, a write or the delete outside the roots, and a symlink below
+the destination root is refused (``DestinationBlocked``: "... is a symlink: not followed"). Paths longer than
+``PATH_MAX`` work too: they are only ever walked one name at a time.
 
 Errors are mapped once, by side, through ``fta.errors.map_os_error``. A per-file error on the destination side is
 checked against the destination probe: when the destination as a whole is sick it becomes
@@ -34,7 +41,7 @@ from typing import Literal
 
 import xxhash
 
-from fta import paths
+from fta import handles, paths
 from fta.errors import (
     CopyInterrupted,
     CorruptCopy,
@@ -46,10 +53,11 @@ from fta.errors import (
     SourceUnreadable,
     SourceVanished,
     TransferError,
+    UnsafePath,
     map_os_error,
 )
 from fta.openfiles import is_open_for_writing
-from fta.probe import ProbeResult, probe_destination, root_trouble
+from fta.probe import ProbeResult, open_checked_root, probe_destination, root_trouble
 from fta.renamer import NoReplaceMover
 from fta.settings import Settings
 from fta.stability import Clock, FileSig
@@ -96,13 +104,31 @@ def buffer_size(expected: int, chunk_size: int = CHUNK_SIZE) -> int:
 
 def hash_file(path: Path, chunk_size: int = CHUNK_SIZE, expected: int | None = None) -> str:
     """Checksum of a whole file, read in chunks (``expected``: its size, when known, to size the buffer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return hash_fd(fd, chunk_size, expected)
+    finally:
+        os.close(fd)
+
+
+def hash_fd(fd: int, chunk_size: int = CHUNK_SIZE, expected: int | None = None) -> str:
+    """Checksum of the whole file open as ``fd``, read from its start (``pread``: the file offset is not moved)."""
     hasher = xxhash.xxh3_128()
-    buffer = bytearray(chunk_size if expected is None else buffer_size(expected, chunk_size))
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as reader:
-        while n := reader.readinto(buffer):
-            hasher.update(view[:n])
+    view = memoryview(bytearray(chunk_size if expected is None else buffer_size(expected, chunk_size)))
+    offset = 0
+    while n := os.preadv(fd, [view], offset):
+        hasher.update(view[:n])
+        offset += n
     return f"{CHECKSUM_ALGORITHM}:{hasher.hexdigest()}"
+
+
+def hash_at(folder: int, name: str, chunk_size: int = CHUNK_SIZE, expected: int | None = None) -> str:
+    """Checksum of the file ``name`` in the folder handle ``folder`` (never through a symlink)."""
+    fd = os.open(name, handles.READ_FLAGS, dir_fd=folder)
+    try:
+        return hash_fd(fd, chunk_size, expected)
+    finally:
+        os.close(fd)
 
 
 class _Throttle:
@@ -126,9 +152,9 @@ class _ReadBack:
     through its own file descriptor, never past what has been written, and ends after the file's ``fsync``.
     """
 
-    def __init__(self, path: Path, chunk_size: int) -> None:
+    def __init__(self, folder: int, name: str, chunk_size: int) -> None:
         with on_side("destination"):
-            self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            self._fd = os.open(name, handles.READ_FLAGS, dir_fd=folder)
         self._chunk_size = chunk_size
         self._hasher = xxhash.xxh3_128()
         self._cond = threading.Condition()
@@ -179,6 +205,29 @@ class _ReadBack:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+_NO_SIG = FileSig(0, 0, 0)
+
+
+@dataclass
+class _Job:
+    """One copy's names and handles: every step after the opening works on these, never on a path."""
+
+    rel: str
+    source: Path  # for messages and the result only
+    final: Path  # likewise
+    name: str  # the file's name in its source folder and (before a conflict) in its destination folder
+    started: float
+    src_dir: int = -1
+    src_fd: int = -1
+    dst_root: int = -1
+    dst_dir: int = -1
+    before: FileSig = _NO_SIG
+    limit: int = paths.DEFAULT_NAME_MAX
+
+    def shown(self, name: str) -> Path:
+        return self.final.parent / name
 
 
 class Copier:
@@ -238,81 +287,82 @@ class Copier:
         stop: threading.Event | None,
         started: float,
     ) -> CopyResult:
-        source = self.source_root / rel
-        final = paths.destination_for(self.destination_root, rel)
-        with on_side("source"):
-            # O_NONBLOCK: a FIFO put in the file's place must not hang the copy; regular files ignore it
-            src_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        try:
+        parts = paths.safe_relative(rel).parts
+        job = _Job(rel, self.source_root / rel, paths.destination_for(self.destination_root, rel), parts[-1], started)
+        with contextlib.ExitStack() as handles_of_this_copy:
+            close = handles_of_this_copy.callback
+            try:
+                job.src_dir = self._open_source_folder(parts[:-1])
+            except UnsafePath as exc:
+                return self._changed(job, exc.strerror or "a folder on its way is a symlink: not followed")
+            close(os.close, job.src_dir)
             with on_side("source"):
-                st = os.fstat(src_fd)
+                job.src_fd = os.open(job.name, handles.READ_FLAGS, dir_fd=job.src_dir)
+            close(os.close, job.src_fd)
+            with on_side("source"):
+                st = os.fstat(job.src_fd)
             if not stat.S_ISREG(st.st_mode):
                 raise SourceUnreadable(f"source: {rel} is not a regular file")
-            before = FileSig.from_stat(st)
-            if expected is not None and before != expected:
-                return self._changed(rel, source, started, "it changed since it was found stable")
-            self._ensure_folder(final.parent)
-            limit = paths.name_max(final.parent)  # asked once per file: a network share answers slowly
-            present = self._already_present(source, final, before, limit)
+            job.before = FileSig.from_stat(st)
+            if expected is not None and job.before != expected:
+                return self._changed(job, "it changed since it was found stable")
+            job.dst_root = self._open_root()
+            close(os.close, job.dst_root)
+            job.dst_dir = self._ensure_folder(job.dst_root, parts[:-1])
+            close(os.close, job.dst_dir)
+            job.limit = paths.name_max(job.dst_dir)  # asked once per file: a network share answers slowly
+            present = self._already_present(job)
             if present is not None:
                 place, checksum = present
-                log.info("%s is already at %s (same size and checksum)", rel, place)
-                return self._finish(rel, source, src_fd, place, before, checksum, started, "already_present")
-            return self._write_and_place(rel, source, src_fd, final, before, limit, progress, stop, started)
+                log.info("%s is already at %s (same size and checksum)", rel, job.shown(place))
+                return self._finish(job, place, checksum, "already_present")
+            return self._write_and_place(job, progress, stop)
+        raise AssertionError("unreachable")  # pragma: no cover - the with block always returns or raises
+
+    def _open_source_folder(self, parts: tuple[str, ...]) -> int:
+        """The handle of the file's folder in the source; ``UnsafePath`` when a symlink is on the way."""
+        with on_side("source"):
+            root = handles.open_root(self.source_root)
+        try:
+            return handles.open_folder(root, parts, label=self.source_root)
+        except UnsafePath:
+            raise
+        except OSError as exc:
+            raise map_os_error(exc, "source") from exc
         finally:
-            os.close(src_fd)
+            os.close(root)
 
     def _write_and_place(
-        self,
-        rel: str,
-        source: Path,
-        src_fd: int,
-        final: Path,
-        before: FileSig,
-        limit: int,
-        progress: ProgressCallback | None,
-        stop: threading.Event | None,
-        started: float,
+        self, job: _Job, progress: ProgressCallback | None, stop: threading.Event | None
     ) -> CopyResult:
-        temp = final.parent / paths.temp_name(final.name, self.owner, limit)
-        self._check_room(rel, final.parent, before.size)
+        self._check_room(job.rel, job.dst_dir, job.before.size)
         if not self.settings.use_temporary_file:
-            return self._write_in_place(rel, source, src_fd, final, before, progress, stop, started, limit)
+            return self._write_in_place(job, progress, stop)
+        temp = paths.temp_name(job.final.name, self.owner, job.limit)
         try:
-            fd = self._create(temp)
+            fd = self._create(job.dst_dir, temp)
             try:
-                copied, checksum, copy_checksum = self._pump(src_fd, fd, temp, before.size, progress, stop)
+                copied, checksum, copy_checksum = self._pump(job, fd, temp, progress, stop)
             finally:
                 os.close(fd)
-            if not self._source_unchanged(source, src_fd, before, copied):
+            if not self._source_unchanged(job, copied):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp)
-                return self._changed(rel, source, started, "it changed during the copy")
-            self._verify(temp, copied, checksum, copy_checksum)
-            placed = self._place(temp, final, limit)
+                    os.unlink(temp, dir_fd=job.dst_dir)
+                return self._changed(job, "it changed during the copy")
+            self._verify(job.dst_dir, temp, copied, checksum, copy_checksum)
+            placed = self._place(job, temp)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(temp)
+                os.unlink(temp, dir_fd=job.dst_dir)
             raise
-        return self._finish(rel, source, src_fd, placed, before, checksum, started, "copied", placed != final)
+        return self._finish(job, placed, checksum, "copied", placed != job.final.name)
 
-    def _write_in_place(
-        self,
-        rel: str,
-        source: Path,
-        src_fd: int,
-        final: Path,
-        before: FileSig,
-        progress: ProgressCallback | None,
-        stop: threading.Event | None,
-        started: float,
-        limit: int,
-    ) -> CopyResult:
+    def _write_in_place(self, job: _Job, progress: ProgressCallback | None, stop: threading.Event | None) -> CopyResult:
         """``use_temporary_file=False``: write straight to the first free final name (created exclusively)."""
-        for name in paths.candidate_names(final.name, limit):
-            target = final.parent / name
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        for name in paths.candidate_names(job.final.name, job.limit):
             try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                fd = os.open(name, flags, 0o644, dir_fd=job.dst_dir)
             except FileExistsError:
                 continue
             except OSError as exc:
@@ -320,86 +370,95 @@ class Copier:
             break
         try:
             try:
-                copied, checksum, copy_checksum = self._pump(src_fd, fd, target, before.size, progress, stop)
+                copied, checksum, copy_checksum = self._pump(job, fd, name, progress, stop)
             finally:
                 os.close(fd)
-            if not self._source_unchanged(source, src_fd, before, copied):
+            if not self._source_unchanged(job, copied):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(target)
-                return self._changed(rel, source, started, "it changed during the copy")
-            self._verify(target, copied, checksum, copy_checksum)
+                    os.unlink(name, dir_fd=job.dst_dir)
+                return self._changed(job, "it changed during the copy")
+            self._verify(job.dst_dir, name, copied, checksum, copy_checksum)
             with on_side("destination"):
-                self._mover.fsync_folder(target.parent)
+                self._mover.fsync_folder(job.dst_dir)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(target)
+                os.unlink(name, dir_fd=job.dst_dir)
             raise
-        return self._finish(rel, source, src_fd, target, before, checksum, started, "copied", target != final)
+        return self._finish(job, name, checksum, "copied", name != job.final.name)
 
     # -- steps ------------------------------------------------------------------------------------------------
 
-    def _check_root(self) -> None:
-        """The root is a folder, a mount point (``require_mount``) and holds the marker (``destination_marker``).
+    def _open_root(self) -> int:
+        """The destination root's handle, checked: a folder, a mount point (``require_mount``), holding the marker
+        (``destination_marker``), the last two asked of the handle itself.
 
-        Asked of every copy (``fta.probe.root_trouble``): the guard's probe is not asked again within a polling
-        interval, and copies already queued when the share went away must not write into the bare mount point.
+        Asked of every copy: the guard's probe is not asked again within a polling interval, and copies already
+        queued when the share went away must not write into the bare mount point.
         """
         settings = self.settings
-        trouble = root_trouble(self.destination_root, settings.require_mount, settings.destination_marker)
+        fd, trouble = open_checked_root(self.destination_root, settings.require_mount, settings.destination_marker)
+        if fd is None:
+            raise DestinationUnavailable(trouble or "destination unavailable")
+        return fd
+
+    def _check_root(self, root_fd: int) -> None:
+        """Before the delete: the root at its path is still usable, and still the very folder written to (a share
+        unmounted meanwhile leaves our handle on the detached filesystem and the bare mount point at the path)."""
+        settings = self.settings
+        root = self.destination_root
+        trouble = root_trouble(root, settings.require_mount, settings.destination_marker)
+        if trouble is None:
+            try:
+                if not handles.same_file(os.stat(root), os.fstat(root_fd)):
+                    trouble = f"destination root {root} is no longer the folder the copy was written to"
+            except OSError as exc:
+                trouble = f"destination root {root} cannot be reached: {exc.strerror or exc}"
         if trouble is not None:
             raise DestinationUnavailable(trouble)
 
-    def _ensure_folder(self, folder: Path) -> None:
-        """Create the folders below the destination root; a root that is not usable is the destination's trouble."""
-        root = self.destination_root
-        self._check_root()
-        missing: list[Path] = []
-        walk = folder
-        while walk != root and not walk.is_dir():
-            missing.append(walk)
-            walk = walk.parent
-        for path in reversed(missing):
-            try:
-                os.mkdir(path)
-            except FileExistsError:
-                if not path.is_dir():
-                    blocked = OSError(errno.ENOTDIR, "a file is in the way of a folder", str(path))
-                    raise map_os_error(blocked, "destination") from None
-            except OSError as exc:
-                raise map_os_error(exc, "destination") from exc
+    def _ensure_folder(self, root_fd: int, parts: tuple[str, ...]) -> int:
+        """The handle of the file's folder below the destination root, made when missing (never the root itself).
 
-    def _already_present(self, source: Path, final: Path, before: FileSig, limit: int) -> tuple[Path, str] | None:
+        A symlink or a file where a folder is needed is this file's trouble (``DestinationBlocked``), never
+        followed; a root that is not usable is the destination's.
+        """
+        try:
+            return handles.open_folder(root_fd, parts, create=True, label=self.destination_root)
+        except OSError as exc:  # an UnsafePath becomes "destination: /nas/cam1 is a symlink: not followed"
+            raise map_os_error(exc, "destination") from exc
+
+    def _already_present(self, job: _Job) -> tuple[str, str] | None:
         """An existing destination file (this name or a conflict name) with equal size and checksum.
 
         Always compared by checksum, whatever ``verify`` says: deleting a source because a different file of
         the same size sits at the destination would lose it.
         """
         source_checksum: str | None = None
-        for name in paths.candidate_names(final.name, limit):
-            candidate = final.parent / name
+        size = job.before.size
+        for name in paths.candidate_names(job.final.name, job.limit):
             with on_side("destination"):
                 try:
-                    st = os.stat(candidate, follow_symlinks=False)
+                    st = os.stat(name, dir_fd=job.dst_dir, follow_symlinks=False)
                 except FileNotFoundError:
                     return None
-            if not stat.S_ISREG(st.st_mode) or st.st_size != before.size:
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
                 continue
             if source_checksum is None:
                 with on_side("source"):
-                    source_checksum = hash_file(source, self._chunk_size, before.size)
+                    source_checksum = hash_fd(job.src_fd, self._chunk_size, size)
             with on_side("destination"):
-                if hash_file(candidate, self._chunk_size, before.size) == source_checksum:
-                    return candidate, source_checksum
+                if hash_at(job.dst_dir, name, self._chunk_size, size) == source_checksum:
+                    return name, source_checksum
         return None  # pragma: no cover - candidate_names never ends
 
-    def _check_room(self, rel: str, folder: Path, size: int) -> None:
+    def _check_room(self, rel: str, folder: int, size: int) -> None:
         """A destination without room for this file is full for us: say so before writing a byte.
 
         A file larger than the whole destination filesystem can never fit: that is this file's trouble (Failed,
         the others go on), not a wait for room that would hold every other file back forever.
         """
         with on_side("destination"):
-            vfs = os.statvfs(folder)
+            vfs = os.fstatvfs(folder)
         free = vfs.f_bavail * vfs.f_frsize
         capacity = vfs.f_blocks * vfs.f_frsize
         if vfs.f_blocks and size > capacity:
@@ -412,33 +471,34 @@ class Copier:
                 f"destination unavailable (ENOSPC: {free} bytes free, {size} needed)", needed_bytes=size
             )
 
-    def _create(self, temp: Path) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    def _create(self, folder: int, temp: str) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         with on_side("destination"):
             try:
-                return os.open(temp, flags, 0o644)
+                return os.open(temp, flags, 0o644, dir_fd=folder)
             except FileExistsError:
-                os.unlink(temp)  # our own stale temp for this very file, from an interrupted run
-                return os.open(temp, flags, 0o644)
+                os.unlink(temp, dir_fd=folder)  # our own stale temp for this very file, from an interrupted run
+                return os.open(temp, flags, 0o644, dir_fd=folder)
 
     def _pump(
         self,
-        src_fd: int,
+        job: _Job,
         dst_fd: int,
-        dst_path: Path,
-        total: int,
+        dst_name: str,
         progress: ProgressCallback | None,
         stop: threading.Event | None,
     ) -> tuple[int, str, str | None]:
         """Copy all bytes, hashing them; returns (bytes, checksum of the source, checksum of the re-read copy)."""
+        total = job.before.size
         hasher = xxhash.xxh3_128()
         buffer = bytearray(buffer_size(total, self._chunk_size))
         view = memoryview(buffer)
         report = _Throttle(progress, self._clock, self._progress_interval)
-        reader = open(src_fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - closed below
+        reader = open(job.src_fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - closed below
         by_checksum = self.settings.verify == "checksum"
         # Large files are read back while they are written; a small one is simply re-read after its fsync.
-        readback = _ReadBack(dst_path, self._chunk_size) if by_checksum and total > self._chunk_size else None
+        big = by_checksum and total > self._chunk_size
+        readback = _ReadBack(job.dst_dir, dst_name, self._chunk_size) if big else None
         done = 0
         try:
             report(0, total)
@@ -462,7 +522,7 @@ class Copier:
                 copy_checksum: str | None = readback.finish()
             elif by_checksum:
                 with on_side("destination"):
-                    copy_checksum = hash_file(dst_path, self._chunk_size, total)
+                    copy_checksum = hash_at(job.dst_dir, dst_name, self._chunk_size, total)
             else:
                 copy_checksum = None
         finally:
@@ -489,15 +549,19 @@ class Copier:
             written = os.write(fd, data)
             data = data[written:]
 
-    def _source_unchanged(self, source: Path, src_fd: int, before: FileSig, copied: int) -> bool:
+    def _source_sig(self, job: _Job) -> FileSig:
+        """The signature of what the source folder handle holds under the file's name now."""
+        return FileSig.from_stat(os.stat(job.name, dir_fd=job.src_dir, follow_symlinks=False))
+
+    def _source_unchanged(self, job: _Job, copied: int) -> bool:
         try:
-            by_fd = FileSig.from_stat(os.fstat(src_fd))
-            by_path = FileSig.from_stat(os.stat(source, follow_symlinks=False))
+            by_fd = FileSig.from_stat(os.fstat(job.src_fd))
+            by_name = self._source_sig(job)
         except OSError:
             return False
-        if copied != before.size or by_fd != before or by_path != before:
+        if copied != job.before.size or by_fd != job.before or by_name != job.before:
             return False
-        return not self._held_by_writer(before, src_fd)
+        return not self._held_by_writer(job.before, job.src_fd)
 
     def _held_by_writer(self, sig: FileSig, src_fd: int) -> bool:
         """``src_fd`` is open read-only on the very file ``sig`` describes (the callers compared the inode)."""
@@ -506,86 +570,109 @@ class Copier:
             return True
         return False
 
-    def _verify(self, path: Path, size: int, checksum: str, copy_checksum: str | None) -> None:
+    def _verify(self, folder: int, name: str, size: int, checksum: str, copy_checksum: str | None) -> None:
         with on_side("destination"):
-            written = os.stat(path).st_size
+            written = os.stat(name, dir_fd=folder, follow_symlinks=False).st_size
         if written != size:
             raise CorruptCopy(f"corrupt copy: {written} bytes written, {size} read")
         if copy_checksum is not None and copy_checksum != checksum:
             raise CorruptCopy(f"corrupt copy: checksum {copy_checksum} of the copy differs from {checksum}")
 
-    def _place(self, temp: Path, final: Path, limit: int) -> Path:
+    def _place(self, job: _Job, temp: str) -> str:
         with on_side("destination"):
-            for name in paths.candidate_names(final.name, limit):
-                target = final.parent / name
+            for name in paths.candidate_names(job.final.name, job.limit):
                 try:
-                    self._mover.move(temp, target)
+                    self._mover.move_at(job.dst_dir, temp, name)
                 except FileExistsError:
                     continue
-                if target != final:
-                    log.warning("name conflict: %s exists, stored as %s", final.name, target.name)
-                self._mover.fsync_folder(target.parent)
-                return target
+                if name != job.final.name:
+                    log.warning("name conflict: %s exists, stored as %s", job.final.name, name)
+                self._mover.fsync_folder(job.dst_dir)
+                return name
         raise AssertionError("unreachable")  # pragma: no cover - candidate_names never ends
 
     def _finish(
-        self,
-        rel: str,
-        source: Path,
-        src_fd: int,
-        placed: Path,
-        before: FileSig,
-        checksum: str | None,
-        started: float,
-        outcome: Outcome,
-        renamed: bool = False,
+        self, job: _Job, placed: str, checksum: str | None, outcome: Outcome, renamed: bool = False
     ) -> CopyResult:
-        """The copy is in place and verified: check it once more, then delete the source."""
+        """The copy is in place and verified: check it once more, then delete the source.
+
+        The source is deleted through the folder handle the copy read it from, and only while the name there still
+        is the very inode that was read and judged stable: a folder swapped meanwhile cannot redirect the delete.
+        """
+        shown = job.shown(placed)
         with on_side("destination"):
-            size = os.stat(placed, follow_symlinks=False).st_size
-        if size != before.size:
-            raise CorruptCopy(f"corrupt copy: {placed} has {size} bytes, the source {before.size}")
-        self._check_root()  # the share went away since the folders were made: the copy may sit in a bare mount point
+            size = os.stat(placed, dir_fd=job.dst_dir, follow_symlinks=False).st_size
+        if size != job.before.size:
+            raise CorruptCopy(f"corrupt copy: {shown} has {size} bytes, the source {job.before.size}")
+        self._check_root(job.dst_root)  # the share went away: the copy may sit in a detached filesystem
         try:
             with on_side("source"):
-                now = FileSig.from_stat(os.stat(source, follow_symlinks=False))
+                now: FileSig | None = self._source_sig(job)
         except SourceVanished:
             now = None
-        if now is not None and (now != before or self._held_by_writer(now, src_fd)):
-            log.warning("%s changed after it was copied to %s; the source is kept", rel, placed)
-            return CopyResult(rel, source, placed, size, checksum, self._clock() - started, "changed", renamed)
+        if now is not None and (now != job.before or self._held_by_writer(now, job.src_fd)):
+            log.warning("%s changed after it was copied to %s; the source is kept", job.rel, shown)
+            return self._result(job, shown, size, checksum, "changed", renamed)
         if now is not None:
             try:
-                os.unlink(source)
+                os.unlink(job.name, dir_fd=job.src_dir)
             except OSError as exc:
                 raise SourceUnreadable(
-                    f"copied to {placed} but the source could not be deleted: {exc.strerror}"
+                    f"copied to {shown} but the source could not be deleted: {exc.strerror}"
                 ) from exc
-        return CopyResult(rel, source, placed, size, checksum, self._clock() - started, outcome, renamed)
+        return self._result(job, shown, size, checksum, outcome, renamed)
 
-    def _changed(self, rel: str, source: Path, started: float, why: str) -> CopyResult:
-        log.info("%s is not copied now: %s", rel, why)
-        return CopyResult(rel, source, None, 0, None, self._clock() - started, "changed")
+    def _result(
+        self, job: _Job, shown: Path, size: int, checksum: str | None, outcome: Outcome, renamed: bool
+    ) -> CopyResult:
+        return CopyResult(job.rel, job.source, shown, size, checksum, self._clock() - job.started, outcome, renamed)
+
+    def _changed(self, job: _Job, why: str) -> CopyResult:
+        log.info("%s is not copied now: %s", job.rel, why)
+        return CopyResult(job.rel, job.source, None, 0, None, self._clock() - job.started, "changed")
 
     # -- start-up ---------------------------------------------------------------------------------------------
 
     def remove_stale_temp_files(self, folders: list[str]) -> list[Path]:
-        """Remove this agent's temp files in the destination folders that mirror ``folders`` of the source."""
+        """Remove this agent's temp files in the destination folders that mirror ``folders`` of the source
+        (reached through folder handles: a symlinked folder is not entered)."""
         removed: list[Path] = []
-        for rel in folders:
-            folder = self.destination_root / rel if rel else self.destination_root
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
-                if paths.temp_owner(entry.name) == self.owner and entry.is_file(follow_symlinks=False):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-                        removed.append(Path(entry.path))
+        try:
+            root = handles.open_root(self.destination_root)
+        except OSError:
+            return removed
+        try:
+            for rel in folders:
+                removed += self._remove_temps_in(root, rel)
+        finally:
+            os.close(root)
         for path in removed:
             log.info("removed stale temp file %s", path)
         return removed
 
+    def _remove_temps_in(self, root: int, rel: str) -> list[Path]:
+        shown = self.destination_root / rel if rel else self.destination_root
+        try:
+            folder = handles.open_folder(root, rel.split("/") if rel else ())
+        except OSError:
+            return []
+        removed: list[Path] = []
+        try:
+            with os.scandir(folder) as entries:
+                ours = [
+                    e.name
+                    for e in entries
+                    if paths.temp_owner(e.name) == self.owner and e.is_file(follow_symlinks=False)
+                ]
+            for name in ours:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=folder)
+                    removed.append(shown / name)
+        except OSError:
+            pass
+        finally:
+            os.close(folder)
+        return removed
 
-__all__ = ["Copier", "CopyResult", "TransferError", "hash_file"]
+
+__all__ = ["Copier", "CopyResult", "TransferError", "hash_at", "hash_fd", "hash_file"]

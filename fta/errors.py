@@ -12,6 +12,8 @@
         └── FileIOError           any other per-file I/O error
     CopyInterrupted               a stop was requested; the temp file is gone and the source untouched
     ConfigError                   invalid settings; the CLI exits with code 2 and one line
+    UnsafePath (an OSError)       a name below a root is a symlink, or not a folder where one is needed: it is
+                                  refused, never followed (mapped to DestinationBlocked / SourceUnreadable)
 
 ``map_os_error(exc, side)`` is the only translation from ``OSError``: errors on the destination side whose errno
 says the filesystem as a whole is in trouble become ``DestinationUnavailable``; everything else is per file.
@@ -74,6 +76,10 @@ class FileIOError(FileError):
 
 class CopyInterrupted(TransferError):
     """A stop was requested while copying; nothing was left behind."""
+
+
+class UnsafePath(OSError):
+    """A name below a root that is a symlink (or not a folder) where a folder is needed; ``strerror`` says which."""
 
 
 class ConfigError(Exception):
@@ -141,6 +147,9 @@ def _describe(exc: OSError) -> str:
 def map_os_error(exc: OSError, side: Side) -> TransferError:
     """Translate an ``OSError`` raised on one side of a copy into the error tree."""
     code = exc.errno or 0
+    if isinstance(exc, UnsafePath):  # the reason is the whole message: "cam1 is a symlink: not followed"
+        refused = DestinationBlocked if side == "destination" else SourceUnreadable
+        return refused(f"{side}: {exc.strerror}", side)
     message = _describe(exc)
     if side == "destination":
         if code in DESTINATION_GLOBAL_ERRNOS:

@@ -21,10 +21,10 @@ TEMP_SUFFIX = ".fta.tmp"
 _TEMP_RE = re.compile(r"^\..*\.([0-9a-f]{8})[0-9a-f]{4}" + re.escape(TEMP_SUFFIX) + r"$", re.DOTALL)
 
 
-def name_max(folder: Path) -> int:
+def name_max(folder: Path | int) -> int:
     """The filesystem's limit for one name, in bytes (255 when it cannot be asked)."""
     try:
-        return int(os.pathconf(folder, "PC_NAME_MAX"))
+        return int(os.pathconf(folder, "PC_NAME_MAX"))  # a path or a folder handle
     except (OSError, ValueError):
         return DEFAULT_NAME_MAX
 

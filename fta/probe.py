@@ -51,28 +51,64 @@ def _write_probe(root: Path) -> None:
             os.unlink(probe)
 
 
+def is_mount_point(fd: int) -> bool:
+    """Whether the folder handle ``fd`` is the top of a mounted filesystem (``os.path.ismount``'s test, on a handle)."""
+    here = os.fstat(fd)
+    parent = os.stat("..", dir_fd=fd, follow_symlinks=False)
+    return here.st_dev != parent.st_dev or here.st_ino == parent.st_ino
+
+
+def handle_trouble(fd: int, root: Path, require_mount: bool = False, marker: str | None = None) -> str | None:
+    """The mount and marker checks of ``root_trouble``, asked of the root's handle (``root`` names it)."""
+    try:
+        if require_mount and not is_mount_point(fd):
+            return f"destination root {root} is not a mount point (is the share mounted?)"
+        if marker is not None:
+            try:
+                found = stat.S_ISREG(os.stat(marker, dir_fd=fd, follow_symlinks=False).st_mode)
+            except FileNotFoundError:
+                found = False
+            if not found:
+                return f"marker file {marker} is missing in destination root {root}"
+    except OSError as exc:  # ESTALE, EIO, ENOTCONN...: a share going away answers with an error, not False
+        return f"destination root {root} cannot be reached: {_why(exc)}"
+    return None
+
+
+def open_checked_root(
+    root: Path, require_mount: bool = False, marker: str | None = None
+) -> tuple[int, None] | tuple[None, str]:
+    """The root's handle when it can take files, else why not; every check after the ``stat`` is asked of the very
+    handle returned, so the folder checked is the folder the caller then writes into."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return None, f"destination root {root} does not exist"
+    except OSError as exc:
+        return None, f"destination root {root} cannot be reached: {_why(exc)}"
+    if not stat.S_ISDIR(st.st_mode):
+        return None, f"destination root {root} is not a folder"
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        return None, f"destination root {root} cannot be reached: {_why(exc)}"
+    trouble = handle_trouble(fd, root, require_mount, marker)
+    if trouble is not None:
+        os.close(fd)
+        return None, trouble
+    return fd, None
+
+
 def root_trouble(root: Path, require_mount: bool = False, marker: str | None = None) -> str | None:
     """Why the root cannot take files, short of writing to it (None: it can). A few ``stat`` calls.
 
     The probe asks it before its test write; the copier asks it of every copy, before it makes a folder and before
     it deletes a source, because a copy queued before a share went away starts after it.
     """
-    try:
-        st = os.stat(root)
-    except FileNotFoundError:
-        return f"destination root {root} does not exist"
-    except OSError as exc:
-        return f"destination root {root} cannot be reached: {_why(exc)}"
-    if not stat.S_ISDIR(st.st_mode):
-        return f"destination root {root} is not a folder"
-    try:
-        if require_mount and not os.path.ismount(root):
-            return f"destination root {root} is not a mount point (is the share mounted?)"
-        if marker is not None and not (root / marker).is_file():
-            return f"marker file {marker} is missing in destination root {root}"
-    except OSError as exc:  # ESTALE, EIO, ENOTCONN...: a share going away answers with an error, not False
-        return f"destination root {root} cannot be reached: {_why(exc)}"
-    return None
+    fd, trouble = open_checked_root(root, require_mount, marker)
+    if fd is not None:
+        os.close(fd)
+    return trouble
 
 
 def probe_destination(root: Path, require_mount: bool = False, marker: str | None = None) -> ProbeResult:

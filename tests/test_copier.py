@@ -268,21 +268,23 @@ def test_destination_filling_up_during_the_copy(
 ) -> None:
     """The free-space check passed (another writer filled the disk meanwhile): ENOSPC while writing."""
     small = tmpfs("512k")
-    real_statvfs = os.statvfs
+    real_fstatvfs = os.fstatvfs
+    asked: list[int] = []
 
-    def roomy(path: str | os.PathLike[str]) -> os.statvfs_result:
-        st = real_statvfs(path)
-        fields = list(st)
+    def roomy(fd: int) -> os.statvfs_result:
+        asked.append(fd)
+        fields = list(real_fstatvfs(fd))
         fields[4] = 10**9  # f_bavail
         return os.statvfs_result(fields)
 
-    monkeypatch.setattr(os, "statvfs", roomy)
+    monkeypatch.setattr(os, "fstatvfs", roomy)
     write(small / "other.bin", os.urandom(128 * 1024))  # another writer's file
     data = os.urandom(512 * 1024)  # as big as the filesystem, more than is left of it
     src = write(source / "big.mxf", data)
     with pytest.raises(DestinationUnavailable, match="ENOSPC") as caught:
         Copier(make_settings(destination_path=small), chunk_size=CHUNK).copy("big.mxf")
     assert caught.value.needed_bytes == len(data)
+    assert asked  # the free-space check passed: the write itself ran out of room
     assert src.read_bytes() == data
     assert [p.name for p in small.iterdir()] == ["other.bin"]
 
@@ -348,20 +350,25 @@ def test_a_share_gone_right_after_its_check_keeps_the_source(
     mount = tmpfs("16m")
     src = write(source / "clip.mxf", os.urandom(3 * CHUNK))
     copier = Copier(make_settings(destination_path=mount, require_mount=True), chunk_size=CHUNK)
-    real_check = Copier._check_root
-    checks: list[bool] = []
+    real_open_root, real_check = Copier._open_root, Copier._check_root
+    checks: list[str] = []
 
-    def check_then_lose_the_share(self: Copier) -> None:
-        checks.append(True)
-        real_check(self)
-        if len(checks) == 1:
-            unmount(mount)
+    def open_then_lose_the_share(self: Copier) -> int:
+        checks.append("before the folders")
+        fd = real_open_root(self)
+        unmount(mount)
+        return fd
 
-    monkeypatch.setattr(Copier, "_check_root", check_then_lose_the_share)
+    def check(self: Copier, root_fd: int) -> None:
+        checks.append("before the delete")
+        real_check(self, root_fd)
+
+    monkeypatch.setattr(Copier, "_open_root", open_then_lose_the_share)
+    monkeypatch.setattr(Copier, "_check_root", check)
     with pytest.raises(DestinationUnavailable, match="mount point"):
         copier.copy("clip.mxf")
     assert src.exists() and src.stat().st_size == 3 * CHUNK
-    assert len(checks) == 2, checks  # before the folders and before the delete
+    assert checks == ["before the folders", "before the delete"]
 
 
 def test_without_temporary_file_writes_the_final_name_exclusively(
@@ -458,10 +465,10 @@ def test_source_that_cannot_be_deleted_is_reported(
     src = write(source / "a.mxf", b"data")
     real_unlink = os.unlink
 
-    def refuse_source(path: str | os.PathLike[str], *args: object, **kwargs: object) -> None:
-        if Path(path) == src:
+    def refuse_source(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> None:
+        if dir_fd is not None and Path(path) == Path(src.name) and os.path.samestat(os.fstat(dir_fd), os.stat(source)):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        real_unlink(path)
+        real_unlink(path, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "unlink", refuse_source)
     with pytest.raises(SourceUnreadable, match="source could not be deleted"):
@@ -489,7 +496,7 @@ def test_an_unmapped_os_error_is_still_a_per_file_error(
 ) -> None:
     src = write(source / "a.mxf", b"data")
 
-    def broken(self: Copier, folder: Path) -> None:
+    def broken(self: Copier, root_fd: int, parts: tuple[str, ...]) -> int:
         raise OSError(errno.EMLINK, "Too many links")
 
     monkeypatch.setattr(Copier, "_ensure_folder", broken)
