@@ -105,17 +105,24 @@ def open_child(dir_fd: int, name: str, shown: str = "", create: bool = False) ->
     for _ in range(3):  # a name swapped while we look is looked at again, never followed
         try:
             return os.open(name, FOLDER_FLAGS, dir_fd=dir_fd)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             if not create:
+                exc.filename = shown
                 raise
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(name, 0o777, dir_fd=dir_fd)
+            except FileExistsError:
+                pass
+            except OSError as refused:
+                refused.filename = shown  # "EINVAL Invalid argument: /nas/cam:1", not just the last name
+                raise
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                exc.filename = shown
                 raise
-            refused = _refusal(dir_fd, name, shown)
-            if refused is not None:
-                raise refused from None
+            refusal = _refusal(dir_fd, name, shown)
+            if refusal is not None:
+                raise refusal from None
     raise UnsafePath(errno.ELOOP, f"{shown} keeps changing: not followed", shown)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fta.handles import open_beneath
 from fta.openfiles import lease_says_open_for_writing, leases_trusted, open_for_writing
 
 Clock = Callable[[], float]
@@ -50,10 +51,16 @@ class ScanDelta:
     vanished: list[str] = field(default_factory=list)
 
 
-def can_lock_exclusively(path: Path) -> bool:
-    """True when a non-blocking exclusive ``flock`` can be taken (and is released at once)."""
+def can_lock_exclusively(path: Path, root: Path | None = None) -> bool:
+    """True when a non-blocking exclusive ``flock`` can be taken (and is released at once).
+
+    With ``root``, ``path`` is relative to it and opened through folder handles (no symlink followed below the root).
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if root is None:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        else:
+            fd = open_beneath(root, path.as_posix())
     except OSError:
         return False
     try:
@@ -178,7 +185,7 @@ class ReadinessCheck:
         sig = self._sig_of(rel)
         if self._check_writers and sig is not None and self._written(rel, sig):
             return False
-        return not self._use_lock or can_lock_exclusively(self._root / rel)
+        return not self._use_lock or can_lock_exclusively(Path(rel), self._root)
 
     def _written(self, rel: str, sig: FileSig) -> bool:
         answer = self._lease_answer(rel, sig)
@@ -192,7 +199,7 @@ class ReadinessCheck:
         if not leases_trusted(sig.device):
             return None
         try:
-            fd = os.open(self._root / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = open_beneath(self._root, rel)
         except OSError:
             return None
         try:

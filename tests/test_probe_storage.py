@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from fta import probe as probe_module
-from fta.probe import ProbeResult, probe_destination, probe_with_timeout
+from fta.probe import ProbeResult, probe_destination, probe_with_timeout, root_trouble
 from fta.storage import LOW_MESSAGE, UNREACHABLE_MESSAGE, storage_report
-from tests.conftest import Mount, write
+from tests.conftest import Mount, unmount, write
 
 
 def test_reachable_folder(destination: Path) -> None:
@@ -141,3 +141,40 @@ def test_a_probe_file_left_by_a_killed_agent_is_cleaned_by_the_next_probe(destin
     write(destination / probe_name(), b"left behind by kill -9")
     assert probe_destination(destination).ok
     assert list(destination.iterdir()) == []
+
+
+def test_the_checks_are_asked_of_the_handle_returned(tmpfs: Mount) -> None:
+    """``open_checked_root`` hands back the very folder it checked: unmounted afterwards, the handle still is the
+    share (its own filesystem), and the path then shows the bare mount point."""
+    from fta.probe import is_mount_point, open_checked_root
+
+    mount = tmpfs("1m")
+    write(mount / "NAS_MARKER", b"")
+    fd, trouble = open_checked_root(mount, require_mount=True, marker="NAS_MARKER")
+    assert fd is not None and trouble is None
+    try:
+        assert is_mount_point(fd)
+        unmount(mount)
+        assert sorted(os.listdir(fd)) == ["NAS_MARKER"]  # the handle: still the share
+        assert root_trouble(mount, require_mount=True) is not None  # the path: the bare mount point
+    finally:
+        os.close(fd)
+
+
+def test_a_plain_folder_handle_is_no_mount_point(destination: Path) -> None:
+    from fta.probe import handle_trouble, is_mount_point
+
+    fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert not is_mount_point(fd)
+        assert handle_trouble(fd, destination, require_mount=True) is not None
+    finally:
+        os.close(fd)
+
+
+def test_a_marker_that_is_a_symlink_is_not_followed(destination: Path, tmp_path: Path) -> None:
+    elsewhere = write(tmp_path / "elsewhere-marker", b"")
+    (destination / ".nas-online").symlink_to(elsewhere)
+    result = probe_destination(destination, marker=".nas-online")
+    assert not result.ok
+    assert result.reason is not None and "marker file .nas-online is missing" in result.reason

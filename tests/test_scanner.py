@@ -172,10 +172,10 @@ def unreadable(source: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     blocked = source / "locked"
     real_scandir = os.scandir
 
-    def scandir(path: Any) -> Any:
-        if os.fspath(path) == os.fspath(blocked):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_scandir(path)
+    def scandir(fd: int) -> Any:
+        if blocked.exists() and os.path.samestat(os.fstat(fd), blocked.stat()):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_scandir(fd)
 
     monkeypatch.setattr(os, "scandir", scandir)
     return blocked
@@ -187,9 +187,11 @@ def test_unreadable_subfolder_is_skipped_with_a_warning(
     write(unreadable / "hidden-by-permissions.mxf", b"data")
     write(source / "ok.mxf", b"data")
     write(source / "other" / "ok.mxf", b"data")
+    problems: dict[str, str] = {}
     with caplog.at_level(logging.WARNING, logger="fta.scanner"):
-        found = scan_source(source)
+        found = scan_source(source, problems=problems)
     assert set(found) == {"ok.mxf", "other/ok.mxf"}
+    assert problems == {"locked": "cannot scan folder locked: Permission denied"}
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "locked" in warnings[0] and "Permission denied" in warnings[0]
@@ -197,8 +199,8 @@ def test_unreadable_subfolder_is_skipped_with_a_warning(
 
 
 def test_unreadable_root_raises(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def scandir(path: Any) -> Any:
-        raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+    def scandir(fd: int) -> Any:
+        raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(os, "scandir", scandir)
     with pytest.raises(PermissionError):
@@ -231,3 +233,37 @@ def test_twenty_thousand_files_are_all_found(source: Path) -> None:
     found = scan_source(source, DEFAULT_EXCLUDE)
     assert len(found) == 20_000
     assert set(found) == expected
+
+
+def test_a_path_longer_than_path_max_is_found(source: Path) -> None:
+    parts = [f"{level:02d}" + "d" * 248 for level in range(20)]
+    fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+    for name in parts:  # made one name at a time: the whole path is too long for the kernel
+        os.mkdir(name, dir_fd=fd)
+        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(os.open("clip.mxf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    os.close(fd)
+    rel = "/".join([*parts, "clip.mxf"])
+    assert len(os.fsencode(source / rel)) > 4096
+    problems: dict[str, str] = {}
+    assert set(scan_source(source, problems=problems)) == {rel}
+    assert problems == {}
+    assert "/".join(parts) in source_folders(source)
+
+
+def test_the_walk_holds_one_handle_per_level_not_per_folder(source: Path) -> None:
+    """Two thousand sibling folders are scanned under a limit of 64 open files: handles are opened when entered."""
+    import resource
+
+    for index in range(2000):
+        (source / f"f{index:04d}").mkdir()
+    write(source / "f1999" / "last.mxf", b"data")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        found = scan_source(source)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert set(found) == {"f1999/last.mxf"}
