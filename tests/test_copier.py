@@ -437,6 +437,31 @@ def test_startup_cleanup_removes_only_our_temp_files(
     assert theirs.exists() and plain.exists() and unrelated.exists()
 
 
+def test_startup_cleanup_never_enters_a_symlinked_folder(
+    make_settings: MakeSettings, source: Path, destination: Path, tmp_path: Path
+) -> None:
+    """``dst/day1`` is a symlink to a folder holding a file named exactly like one of our temp files: it stays."""
+    copier = Copier(make_settings())
+    elsewhere = tmp_path / "elsewhere"
+    bait = write(elsewhere / paths.temp_name("b.mxf", copier.owner), b"not ours to remove")
+    (destination / "day1").symlink_to(elsewhere, target_is_directory=True)
+    assert copier.remove_stale_temp_files(["", "day1"]) == []
+    assert bait.read_bytes() == b"not ours to remove"
+
+
+def test_without_temporary_file_a_symlinked_destination_folder_is_refused(
+    make_settings: MakeSettings, source: Path, destination: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (destination / "day1").symlink_to(elsewhere, target_is_directory=True)
+    src = write(source / "day1" / "a.mxf", b"data")
+    with pytest.raises(DestinationBlocked, match="day1 is a symlink: not followed"):
+        Copier(make_settings(use_temporary_file=False)).copy("day1/a.mxf")
+    assert list(elsewhere.iterdir()) == []
+    assert src.read_bytes() == b"data"
+
+
 def test_progress_is_throttled_and_ends_at_the_total(
     make_settings: MakeSettings, source: Path, clock: FakeClock
 ) -> None:
