@@ -335,9 +335,9 @@ _PHASES: dict[tuple[str, str], str] = {
     ("write", "_write"): "write destination",
     ("posix_fallocate", "_pump"): "preallocate",
     ("fsync", "_pump"): "fsync file",
-    ("readinto", "hash_file"): "verify: re-read destination",
-    ("update", "hash_file"): "verify: hash again",
-    ("fsync", "fsync_folder"): "fsync folder",
+    ("preadv", "hash_fd"): "verify: re-read destination",
+    ("update", "hash_fd"): "verify: hash again",
+    ("fsync", "_fsync_handle"): "fsync folder",
 }
 
 

@@ -134,10 +134,9 @@ def open_folder(root_fd: int, parts: Sequence[str], create: bool = False, label:
     """
     if not parts:
         return os.dup(root_fd)
-    if not create:
-        fd = _openat2(root_fd, os.fsencode("/".join(parts)), FOLDER_FLAGS)
-        if fd is not None:
-            return fd
+    fd = _openat2(root_fd, os.fsencode("/".join(parts)), FOLDER_FLAGS)  # the usual case: one call
+    if fd is not None:
+        return fd
     fd = os.dup(root_fd)
     try:
         for index, name in enumerate(parts):

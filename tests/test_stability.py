@@ -209,6 +209,22 @@ def test_can_lock_exclusively_does_not_follow_symlinks(source: Path) -> None:
     assert not can_lock_exclusively(source / "link.mxf")
 
 
+def test_can_lock_exclusively_below_a_root_goes_through_folder_handles(source: Path, tmp_path: Path) -> None:
+    path = write(source / "cam1" / "day1" / "clip.mxf", b"data")
+    rel = Path("cam1/day1/clip.mxf")
+    assert can_lock_exclusively(rel, source)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert not can_lock_exclusively(rel, source)  # the very file: its lock is seen
+    finally:
+        os.close(fd)
+    outside = write(tmp_path / "outside" / "day1" / "clip.mxf", b"not ours")
+    (source / "cam1").rename(source / "cam1-aside")
+    (source / "cam1").symlink_to(outside.parent.parent, target_is_directory=True)
+    assert not can_lock_exclusively(rel, source)  # the same path through a symlinked folder is never opened
+
+
 @pytest.fixture
 def locked(source: Path) -> Iterator[tuple[Path, int]]:
     path = write(source / "clip.mxf", b"data")

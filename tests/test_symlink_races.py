@@ -521,7 +521,7 @@ def race_folder_swaps(
             os.close(fd)
             written[name] = data
             index += 1
-            stop.wait(0.02)
+            stop.wait(0.05)
 
     config = fast_config(source, destination, max_retry_attempts=20, max_concurrent_copies=4, file_events=file_events)
     run = Background(lambda: watch_folder(config=config, return_state=True))
@@ -537,7 +537,7 @@ def race_folder_swaps(
         os.close(real_source)
     try:
         assert (source / "cam1").is_dir() and not (source / "cam1").is_symlink()
-        wait_until(lambda: not any((source / "cam1").iterdir()), timeout=60, what="the source to be emptied")
+        wait_until(lambda: not any((source / "cam1").iterdir()), timeout=240, what="the source to be emptied")
     finally:
         request_stop()
         state = run.result(timeout=60)
@@ -554,7 +554,7 @@ def race_folder_swaps(
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.timeout(RACE_SECONDS + 240)
+@pytest.mark.timeout(RACE_SECONDS + 480)
 def test_folder_swaps_raced_against_a_running_watch_reach_nothing_outside(
     prefect_server: None, source: Path, destination: Path, tmp_path: Path
 ) -> None:
