@@ -174,6 +174,11 @@ def test_agent_id_is_eight_hex_digits_per_source_root() -> None:
 def test_name_max_asks_the_filesystem(tmp_path: Path) -> None:
     assert name_max(tmp_path) == os.pathconf(tmp_path, "PC_NAME_MAX")
     assert name_max(tmp_path / "missing") == DEFAULT_NAME_MAX
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert name_max(fd) == os.pathconf(tmp_path, "PC_NAME_MAX")  # a folder handle is asked the same
+    finally:
+        os.close(fd)
 
 
 # --- properties -------------------------------------------------------------------------------------------------

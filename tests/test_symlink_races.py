@@ -450,7 +450,7 @@ def test_a_name_the_destination_refuses_is_a_per_file_error_with_the_reason(
 def prefect_server() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=120):  # a busy machine starts it slowly
         yield
 
 
