@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +116,59 @@ def test_open_beneath_opens_a_file_and_refuses_symlinks(tmp_path: Path, way: str
     assert caught.value.errno == errno.ELOOP
     with pytest.raises(UnsafePath, match="linkdir is a symlink: not followed"):
         handles.open_beneath(tmp_path / "src", "linkdir/clip.mxf")
+
+
+def test_a_name_swapped_back_while_it_is_looked_at_is_opened(
+    tmp_path: Path, root: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ELOOP for a name that is a real folder again when looked at: looked at once more, then opened."""
+    (tmp_path / "cam1").mkdir()
+    real_open = os.open
+    answers = [OSError(errno.ELOOP, "Too many levels of symbolic links")]
+
+    def symlink_for_an_instant(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if path == "cam1" and answers:
+            raise answers.pop()
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(handles, "_openat2_works", False)
+    monkeypatch.setattr(os, "open", symlink_for_an_instant)
+    with handles.folder(root, ["cam1"]) as fd:
+        assert os.path.samestat(os.fstat(fd), (tmp_path / "cam1").stat())
+    assert answers == []
+
+
+def test_a_name_that_keeps_changing_is_refused(tmp_path: Path, root: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cam1").mkdir()
+    real_open = os.open
+
+    def always_a_symlink_when_opened(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if path == "cam1":
+            raise OSError(errno.ELOOP, "Too many levels of symbolic links")
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(handles, "_openat2_works", False)
+    monkeypatch.setattr(os, "open", always_a_symlink_when_opened)
+    with pytest.raises(UnsafePath, match="cam1 keeps changing: not followed"):
+        handles.open_folder(root, ["cam1"])
+
+
+def test_an_openat2_refused_by_the_kernel_is_not_asked_again(
+    tmp_path: Path, root: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def no_such_call(*args: Any) -> int:
+        calls.append(1)
+        ctypes.set_errno(errno.ENOSYS)
+        return -1
+
+    monkeypatch.setattr(handles, "_syscall", no_such_call)
+    monkeypatch.setattr(handles, "_openat2_works", True)
+    (tmp_path / "a").mkdir()
+    with handles.folder(root, ["a"]):
+        pass
+    with handles.folder(root, ["a"]):
+        pass
+    assert calls == [1]  # the walk answered both times; the kernel was asked once
+    assert handles._openat2_works is False
