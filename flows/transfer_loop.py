@@ -201,6 +201,8 @@ class TransferLoop:
             ensure_shared_limit(self.settings)
         if fresh.destination_path != old.destination_path or fresh.source_path != old.source_path:
             self._remove_stale_temp_files()
+        if fresh.destination_path != old.destination_path:
+            self.board.end_room_waits()
 
     # -- the loop -------------------------------------------------------------------------------------------
 

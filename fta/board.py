@@ -289,6 +289,15 @@ class TransferBoard:
                 self._touch()
             return released
 
+    def end_room_waits(self) -> None:
+        """The destination changed: the room they waited for was another filesystem's; they go back in line."""
+        with self._lock:
+            waiting = [f for f in self._files.values() if f.room is not None]
+            for tracked in waiting:
+                tracked.room, tracked.error_message = None, None
+            if waiting:
+                self._touch()
+
     # -- views ------------------------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:

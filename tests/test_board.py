@@ -545,3 +545,15 @@ def test_a_file_that_left_or_changed_during_its_copy_does_not_wait_for_room(h: H
     assert h.board.room_waits() == 0
     assert h.board.status_of("gone.mxf") is None
     assert h.status("changed.mxf") == "Discovered"
+
+
+def test_another_destination_ends_every_wait_for_room(h: Harness) -> None:
+    h.make_ready("a.mxf", "b.mxf")
+    in_flight(h, "a.mxf", "b.mxf")
+    h.board.waiting_for_room("a.mxf", 5_000, 1_000)
+    h.board.waiting_for_room("b.mxf", 5_000, 1_000)
+    version = h.board.version
+    h.board.end_room_waits()
+    assert h.board.version > version
+    assert h.board.ready_files() == ["a.mxf", "b.mxf"] and h.board.room_waits() == 0
+    assert h.row("a.mxf")["error_message"] is None
