@@ -108,7 +108,7 @@ class TransferLoop:
         self._reload = reload
         self.stop = threading.Event()
         tracker = StabilityTracker(settings.file_stable_time_seconds, clock, lock_check=lambda rel: self.readiness(rel))
-        self.board = TransferBoard(tracker)
+        self.board = TransferBoard(tracker, clock=clock)
         self.runtime = TransferRuntime(settings, self.board, Copier(settings, clock=clock), self.stop)
         self.summary = LoopSummary()
         self._futures: dict[str, PrefectFuture[Any]] = {}
@@ -370,7 +370,7 @@ class TransferLoop:
         except OSError as exc:  # the destination itself is in trouble: the next copy or the guard says so
             log.debug("free space of the destination not known: %s", exc)
             return
-        released = self.board.release_room(free)
+        released = self.board.release_room(free, self.settings.global_retry_delay_seconds)
         if released:
             shown = ", ".join(released[:READY_NAMES_LOGGED])
             more = f" and {len(released) - READY_NAMES_LOGGED} more" if len(released) > READY_NAMES_LOGGED else ""

@@ -18,6 +18,7 @@ failures only.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from fta.stability import FileSig, StabilityTracker
+from fta.stability import Clock, FileSig, StabilityTracker
 from fta.views import Row, files_view, status_view
 
 WallClock = Callable[[], datetime]
@@ -50,22 +51,29 @@ class FileStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RoomWait:
-    """A file the destination had no room for: ``needed`` bytes, ``free_when_refused`` free when it was refused."""
+    """A file the destination had no room for: ``needed`` bytes, ``free_when_refused`` free when it was refused
+    (at ``refused_at`` on the agent's monotonic clock)."""
 
     needed: int
     free_when_refused: int
+    refused_at: float
 
     @property
     def reason(self) -> str:
         return f"waiting for room: {self.needed} bytes needed, {self.free_when_refused} free"
 
-    def fits(self, free: int) -> bool:
-        """Room for it now: enough free, and more than when it was refused.
+    def fits(self, free: int, now: float, retry_after: float) -> bool:
+        """Room for it now: enough free, and more than when it was refused or, failing that, ``retry_after``
+        seconds since.
 
-        The second condition matters when a write ran out of room although the free space said it fitted (a quota,
-        the filesystem's own overhead): trying again before anything was freed would fail the same way, each cycle.
+        A write can run out of room that the free space said was there: another copy filled the disk for a moment
+        and has removed its temp file since, or a quota or the filesystem's own overhead refused it. Trying such a
+        file again at every cycle would fail the same way each time; at the pace of the destination guard it costs
+        one attempt a minute at most, and a copy that merely collided with another goes through.
         """
-        return self.needed <= free and free > self.free_when_refused
+        if self.needed > free:
+            return False
+        return free > self.free_when_refused or now - self.refused_at >= retry_after
 
 
 @dataclass
@@ -107,9 +115,12 @@ IN_FLIGHT = (FileStatus.IN_QUEUE, FileStatus.COPYING)
 class TransferBoard:
     """All files the agent knows of; methods are called from the flow thread and from copy threads."""
 
-    def __init__(self, tracker: StabilityTracker, now: WallClock = utc_now, recent: int = 50) -> None:
+    def __init__(
+        self, tracker: StabilityTracker, now: WallClock = utc_now, recent: int = 50, clock: Clock = time.monotonic
+    ) -> None:
         self.tracker = tracker
         self._now = now
+        self._clock = clock  # the agent's monotonic clock: how long a file has waited for room
         self._lock = threading.RLock()
         self._files: dict[str, TrackedFile] = {}
         self._failed: dict[str, FileSig] = {}  # what decides "not tried again": every failed file still there
@@ -264,7 +275,7 @@ class TransferBoard:
                 self._files[rel] = self._tracked(rel, seen.sig)
                 self._touch()
                 return
-            wait = RoomWait(needed, free)
+            wait = RoomWait(needed, free, self._clock())
             self._set(rel, FileStatus.READY, error_message=wait.reason, room=wait)
 
     def room_waits(self) -> int:
@@ -272,16 +283,17 @@ class TransferBoard:
         with self._lock:
             return sum(f.room is not None for f in self._files.values())
 
-    def release_room(self, free: int) -> list[str]:
-        """``free`` bytes are free at the destination: the files waiting for room that fit go back in line (in
-        path order, each taking its share of the room, so one burst of free space is not promised twice)."""
+    def release_room(self, free: int, retry_after: float) -> list[str]:
+        """``free`` bytes are free at the destination: the files waiting for room that fit (``RoomWait.fits``) go
+        back in line, in path order, each taking its share of the room, so one burst of free space is not promised
+        twice."""
         with self._lock:
             released: list[str] = []
-            left = free
+            left, now = free, self._clock()
             for rel in sorted(r for r, f in self._files.items() if f.room is not None):
                 tracked = self._files[rel]
                 assert tracked.room is not None
-                if tracked.room.fits(free) and tracked.room.needed <= left:
+                if tracked.room.fits(free, now, retry_after) and tracked.room.needed <= left:
                     left -= tracked.room.needed
                     tracked.room, tracked.error_message = None, None
                     released.append(rel)

@@ -19,6 +19,7 @@ from fta.stability import FileSig, StabilityTracker
 from tests.conftest import FakeClock, write
 
 STABLE = 60.0
+RETRY = 60.0  # global_retry_delay_seconds: the pace of an unexplained wait for room
 NOW = datetime(2025, 10, 8, 10, 30, tzinfo=UTC)
 NOW_Z = "2025-10-08T10:30:00Z"
 
@@ -39,7 +40,7 @@ class Harness:
 
     def __init__(self, source: Path, clock: FakeClock) -> None:
         self.source, self.clock, self.wall = source, clock, WallClock()
-        self.board = TransferBoard(StabilityTracker(STABLE, clock=clock), now=self.wall, recent=3)
+        self.board = TransferBoard(StabilityTracker(STABLE, clock=clock), now=self.wall, recent=3, clock=clock)
 
     def scan(self, advance: float = 0.0) -> list[str]:
         self.clock.advance(advance)
@@ -492,9 +493,9 @@ def test_a_file_without_room_waits_alone_and_says_why(h: Harness) -> None:
     assert h.board.room_waits() == 1 and h.board.counts()["Failed"] == 0
     for _ in range(5):
         assert h.scan(STABLE) == []  # unchanged: scans alone never let it back in line
-    assert h.board.release_room(4_999) == []
+    assert h.board.release_room(4_999, RETRY) == []
     assert h.board.ready_files() == ["small.mxf"]
-    assert h.board.release_room(5_000) == ["big.mxf"]
+    assert h.board.release_room(5_000, RETRY) == ["big.mxf"]
     assert h.board.ready_files() == ["big.mxf", "small.mxf"]
     assert h.row("big.mxf")["error_message"] is None and h.board.room_waits() == 0
 
@@ -505,19 +506,27 @@ def test_room_that_comes_is_shared_out_in_path_order(h: Harness) -> None:
     h.board.waiting_for_room("a.mxf", 3_000, 100)
     h.board.waiting_for_room("b.mxf", 3_000, 100)
     h.board.waiting_for_room("c.mxf", 1_000, 100)
-    assert h.board.release_room(4_500) == ["a.mxf", "c.mxf"]  # b would not fit beside a: it waits
+    assert h.board.release_room(4_500, RETRY) == ["a.mxf", "c.mxf"]  # b would not fit beside a: it waits
     assert h.board.ready_files() == ["a.mxf", "c.mxf", "d.mxf"] and h.board.room_waits() == 1
 
 
-def test_a_write_that_ran_out_of_room_it_seemed_to_have_waits_for_more(h: Harness) -> None:
-    """ENOSPC/EDQUOT although the free space said it fitted (a quota, the filesystem's overhead): trying again
-    before anything is freed would fail the same way at every cycle."""
-    h.make_ready("a.mxf")
-    in_flight(h, "a.mxf")
+def test_a_write_that_ran_out_of_room_it_seemed_to_have_waits_for_more_room_or_the_retry_delay(h: Harness) -> None:
+    """ENOSPC/EDQUOT although the free space said it fitted (a quota, the filesystem's overhead, another copy
+    that filled the disk for a moment): not tried again at every cycle, but once more room shows or once the
+    destination guard's delay has passed."""
+    h.make_ready("a.mxf", "b.mxf")
+    in_flight(h, "a.mxf", "b.mxf")
     h.board.waiting_for_room("a.mxf", 1_000, 50_000)
-    assert h.board.release_room(50_000) == []
-    assert h.board.release_room(40_000) == []
-    assert h.board.release_room(50_001) == ["a.mxf"]
+    h.board.waiting_for_room("b.mxf", 1_000, 50_000)
+    assert h.board.release_room(50_000, RETRY) == []
+    h.clock.advance(RETRY - 1)
+    assert h.board.release_room(40_000, RETRY) == []
+    assert h.board.release_room(50_001, RETRY) == ["a.mxf", "b.mxf"]
+    in_flight(h, "a.mxf", "b.mxf")
+    h.board.waiting_for_room("a.mxf", 1_000, 50_000)
+    h.board.waiting_for_room("b.mxf", 60_000, 50_000)
+    h.clock.advance(RETRY)
+    assert h.board.release_room(50_000, RETRY) == ["a.mxf"]  # b still needs more than is free
 
 
 def test_a_wait_for_room_ends_when_the_file_leaves_or_changes(h: Harness) -> None:
