@@ -6,6 +6,7 @@ End to end under Prefect, on a real filesystem and real tmpfs destinations (as r
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections import Counter
@@ -227,17 +228,25 @@ def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_late
     for name in small:
         write(source / name, os.urandom(4096))
     others: list[Path] = []
+    refused: list[int | None] = []
     real_write = Copier._write
 
     def another_writer_takes_the_room(self: Copier, fd: int, data: memoryview) -> None:
-        if len(data) > MiB and not others:  # the big file's first chunk: another writer fills the share first
-            others.append(fill(nas, 2 * MiB))
-        real_write(self, fd, data)
+        if len(data) <= MiB or others:
+            real_write(self, fd, data)
+            return
+        others.append(fill(nas, 2 * MiB))  # the big file's first chunk: another writer fills the share first
+        try:
+            real_write(self, fd, data)
+        except OSError as exc:
+            refused.append(exc.errno)
+            raise
 
     monkeypatch.setattr(Copier, "_write", another_writer_takes_the_room)
     watcher = Background(lambda: watch_folder(config=config(source, nas, max_retry_attempts=0), return_state=True))
     wait_until(lambda: attempts["big.mxf"] == 1 and moved(source, nas, small), timeout=30, what="the small files")
     wait_until(lambda: "waiting for room" in (status_rows().get("big.mxf", {}).get("error") or ""), what="the row")
+    assert refused == [errno.ENOSPC]  # in the middle of the write, after the check for room had passed
     assert big.exists() and temp_files(nas) == [] and not (nas / "big.mxf").exists()
     expected = hash_file(big)
     others[0].unlink()
