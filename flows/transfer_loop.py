@@ -1,8 +1,9 @@
 """The transfer loop both flows run: scan -> settle -> guard -> submit ``copy_file`` per ready file.
 
 Each cycle (every ``polling_interval_seconds``, and with file events also soon after a change and when a file's stable
-time is up: ``fta.scan_schedule``): forget vanished files, discover new ones, update stability, run the guard when the
-destination is in doubt, and submit a ``copy_file`` task for each ready file. Submission never waits
+time is up: ``fta.scan_schedule``): forget vanished files, discover new ones, update stability, let the files waiting
+for room back in line when the destination has room for them (one ``statvfs`` per poll, only while some wait), run
+the guard when the destination is in doubt, and submit a ``copy_file`` task for each ready file. Submission never waits
 for a running copy: up to ``2 x max_concurrent_copies`` task runs are queued in the thread pool (the rest wait on the
 board as Ready) and a copy that ends wakes the loop to queue the next at once.
 
@@ -46,6 +47,7 @@ from fta.scanner import scan_source
 from fta.settings import Settings
 from fta.sourcelock import SourceBusy, SourceLock
 from fta.stability import ReadinessCheck, StabilityTracker
+from fta.storage import free_bytes
 from tasks.copy_file import copy_file
 from tasks.guard import check_destination, wait_for_destination
 from tasks.runtime import TransferRuntime
@@ -58,6 +60,8 @@ READY_NAMES_LOGGED = 5
 PACE_SECONDS = 0.05  # how often a paced loop looks again whether the run history has caught up
 SOURCE_LOCK_RETRY_SECONDS = 1.0  # how often a watch kept out of its source by another run asks again
 PRUNE_EVERY = 100  # status publications between two prunings of its old versions (the first one prunes too)
+FAILED_NAMES_KEPT = 100  # failed files named in a run's summary (a watch runs for months: the count says the rest)
+DEFERRED_STATES = ("Deferred", "AwaitingRoom")
 
 _active_loops: set[TransferLoop] = set()
 _active_lock = threading.Lock()
@@ -79,6 +83,8 @@ def request_stop() -> None:
 
 @dataclass
 class LoopSummary:
+    """What a run did; ``failed_files`` names the first ``FAILED_NAMES_KEPT`` failures, ``failed`` counts all."""
+
     completed: int = 0
     failed: int = 0
     deferred: int = 0
@@ -102,7 +108,7 @@ class TransferLoop:
         self._reload = reload
         self.stop = threading.Event()
         tracker = StabilityTracker(settings.file_stable_time_seconds, clock, lock_check=lambda rel: self.readiness(rel))
-        self.board = TransferBoard(tracker)
+        self.board = TransferBoard(tracker, clock=clock)
         self.runtime = TransferRuntime(settings, self.board, Copier(settings, clock=clock), self.stop)
         self.summary = LoopSummary()
         self._futures: dict[str, PrefectFuture[Any]] = {}
@@ -195,6 +201,8 @@ class TransferLoop:
             ensure_shared_limit(self.settings)
         if fresh.destination_path != old.destination_path or fresh.source_path != old.source_path:
             self._remove_stale_temp_files()
+        if fresh.destination_path != old.destination_path:
+            self.board.end_room_waits()
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -308,6 +316,8 @@ class TransferLoop:
             self._reconfigure()
             self._ensure_events()
         self._scan()
+        if polled:
+            self._recheck_room()
         self._schedule.end(started, polled, self.board.next_stable_deadline())
         if polled:
             self.summary.cycles += 1
@@ -351,6 +361,21 @@ class TransferLoop:
             more = f" and {len(ready) - READY_NAMES_LOGGED} more" if len(ready) > READY_NAMES_LOGGED else ""
             log.info("%s ready: %s%s", "1 file" if len(ready) == 1 else f"{len(ready)} files", shown, more)
 
+    def _recheck_room(self) -> None:
+        """Files waiting for room go back in line once the destination has room for them (``release_room``)."""
+        if not self.board.room_waits():
+            return
+        try:
+            free = free_bytes(self.settings.destination_path)
+        except OSError as exc:  # the destination itself is in trouble: the next copy or the guard says so
+            log.debug("free space of the destination not known: %s", exc)
+            return
+        released = self.board.release_room(free, self.settings.global_retry_delay_seconds)
+        if released:
+            shown = ", ".join(released[:READY_NAMES_LOGGED])
+            more = f" and {len(released) - READY_NAMES_LOGGED} more" if len(released) > READY_NAMES_LOGGED else ""
+            log.info("room at the destination (%d bytes free) for %s%s", free, shown, more)
+
     def _guard(self) -> bool:
         """Hold the run while the destination is unavailable; False when the agent stops meanwhile."""
         trouble = self.runtime.take_unavailable()
@@ -358,15 +383,14 @@ class TransferLoop:
             return True
         if trouble is None and self._clock() - self._probed_ok_at < self.settings.polling_interval_seconds:
             return True  # checked recently; a copy that finds the destination gone says so itself
-        needed = trouble.needed_bytes if trouble is not None else None
-        probe = check_destination(self.settings, needed)
+        probe = check_destination(self.settings)
         if probe.ok:
             self._probed_ok_at = self._clock()
             return True
         reason = probe.reason or (str(trouble) if trouble else "destination unavailable")
         self._publish(force=True)
         try:
-            return bool(wait_for_destination(self.settings, reason, self.stop, needed))
+            return bool(wait_for_destination(self.settings, reason, self.stop))
         except Exception as exc:  # the guard's own task run could not be recorded: wait here instead
             log.warning("guard task failed (%s); waiting in the flow", exc)
             return not self.stop.wait(self.settings.global_retry_delay_seconds)
@@ -427,8 +451,9 @@ class TransferLoop:
             self.summary.completed += 1
         elif state is not None and state.is_failed() and status is None:
             self.summary.failed += 1  # the task marked it Failed on its last attempt
-            self.summary.failed_files.append(rel)
-        elif state is not None and state.is_cancelled() and state.name == "Deferred":
+            if len(self.summary.failed_files) < FAILED_NAMES_KEPT:
+                self.summary.failed_files.append(rel)
+        elif state is not None and state.is_cancelled() and state.name in DEFERRED_STATES:
             self.summary.deferred += 1
         if status in IN_FLIGHT:
             # The task run ended without saying what became of the file (crashed, API trouble): it is still in

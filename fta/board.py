@@ -5,13 +5,20 @@ The flow feeds it scans and copy outcomes; it answers which files to queue next 
 source is still to do.
 
     Discovered -> Ready -> InQueue -> Copying -> Completed (source gone)
-                   ^          |          |----> Failed (source kept; tried again once the file changes)
-                   |__________|__________|      (destination unavailable, source changed, stop: back to waiting)
+                   ^ ^        |          |----> Failed (source kept; tried again once the file changes)
+                   | |________|__________|      (destination unavailable, source changed, stop: back to waiting)
+                   |___ waiting for room _|     (no room for this file: Ready, but not queued until there is)
+
+What it remembers is bounded by what is in the source, never by a count: a failed file is remembered by its
+signature for as long as it is there unchanged (forgetting it after some number of failures would make it new
+again, and retried), and a file waiting for room waits only while it is there unchanged. The views show the newest
+failures only.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +26,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from fta.stability import FileSig, StabilityTracker
+from fta.stability import Clock, FileSig, StabilityTracker
 from fta.views import Row, files_view, status_view
 
 WallClock = Callable[[], datetime]
@@ -42,6 +49,33 @@ class FileStatus(StrEnum):
     FAILED = "Failed"
 
 
+@dataclass(frozen=True, slots=True)
+class RoomWait:
+    """A file the destination had no room for: ``needed`` bytes, ``free_when_refused`` free when it was refused
+    (at ``refused_at`` on the agent's monotonic clock)."""
+
+    needed: int
+    free_when_refused: int
+    refused_at: float
+
+    @property
+    def reason(self) -> str:
+        return f"waiting for room: {self.needed} bytes needed, {self.free_when_refused} free"
+
+    def fits(self, free: int, now: float, retry_after: float) -> bool:
+        """Room for it now: enough free, and more than when it was refused or, failing that, ``retry_after``
+        seconds since.
+
+        A write can run out of room that the free space said was there: another copy filled the disk for a moment
+        and has removed its temp file since, or a quota or the filesystem's own overhead refused it. Trying such a
+        file again at every cycle would fail the same way each time; at the pace of the destination guard it costs
+        one attempt a minute at most, and a copy that merely collided with another goes through.
+        """
+        if self.needed > free:
+            return False
+        return free > self.free_when_refused or now - self.refused_at >= retry_after
+
+
 @dataclass
 class TrackedFile:
     """The seed's TrackedFile, plus what the status view needs."""
@@ -57,6 +91,7 @@ class TrackedFile:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     destination: str | None = None
+    room: RoomWait | None = None  # set while the file waits for room at the destination
 
     def as_row(self) -> Row:
         """The file as one status row (see ``fta.views``)."""
@@ -80,12 +115,16 @@ IN_FLIGHT = (FileStatus.IN_QUEUE, FileStatus.COPYING)
 class TransferBoard:
     """All files the agent knows of; methods are called from the flow thread and from copy threads."""
 
-    def __init__(self, tracker: StabilityTracker, now: WallClock = utc_now, recent: int = 50) -> None:
+    def __init__(
+        self, tracker: StabilityTracker, now: WallClock = utc_now, recent: int = 50, clock: Clock = time.monotonic
+    ) -> None:
         self.tracker = tracker
         self._now = now
+        self._clock = clock  # the agent's monotonic clock: how long a file has waited for room
         self._lock = threading.RLock()
         self._files: dict[str, TrackedFile] = {}
-        self._failed: OrderedDict[str, TrackedFile] = OrderedDict()
+        self._failed: dict[str, FileSig] = {}  # what decides "not tried again": every failed file still there
+        self._failed_recent: OrderedDict[str, TrackedFile] = OrderedDict()  # the newest failures, for the views
         self._completed: deque[TrackedFile] = deque(maxlen=recent)
         self._recent = recent
         self.completed_total = 0
@@ -104,13 +143,12 @@ class TransferBoard:
         """Take a scan; return the files that just became Ready (in path order)."""
         with self._lock:
             # A failed file waits until it changes; the tracker does not watch it meanwhile.
-            waiting = {rel: sig for rel, sig in snapshot.items() if not self._failed_and_unchanged(rel, sig)}
+            waiting = {rel: sig for rel, sig in snapshot.items() if self._failed.get(rel) != sig}
             delta = self.tracker.update(waiting)
             changed = bool(delta.discovered or delta.changed or delta.vanished)
-            for rel in list(self._failed):
-                if rel not in snapshot or rel in waiting:
-                    del self._failed[rel]  # gone, or changed since it failed: it gets a fresh start
-                    changed = True
+            for rel in [rel for rel, sig in self._failed.items() if snapshot.get(rel) != sig]:
+                self._forget_failure(rel)  # gone, or changed since it failed: it gets a fresh start
+                changed = True
             for rel in [r for r, f in self._files.items() if f.status not in IN_FLIGHT and r not in self.tracker]:
                 del self._files[rel]  # vanished (also one that vanished while it was being copied)
                 changed = True
@@ -139,14 +177,14 @@ class TransferBoard:
         tracked = self._files.get(rel)
         return tracked is not None and tracked.status in IN_FLIGHT
 
-    def _failed_and_unchanged(self, rel: str, sig: FileSig) -> bool:
-        failed = self._failed.get(rel)
-        return failed is not None and failed.sig == sig
+    def _forget_failure(self, rel: str) -> None:
+        del self._failed[rel]
+        self._failed_recent.pop(rel, None)
 
     def ready_files(self) -> list[str]:
-        """Files that are Ready and not yet queued, in path order."""
+        """Files that are Ready and not yet queued, in path order (not those waiting for room)."""
         with self._lock:
-            return sorted(rel for rel, f in self._files.items() if f.status == FileStatus.READY)
+            return sorted(rel for rel, f in self._files.items() if f.status == FileStatus.READY and f.room is None)
 
     def status_of(self, rel: str) -> FileStatus | None:
         """The status of a file still to do (None once it completed, failed or vanished)."""
@@ -202,11 +240,12 @@ class TransferBoard:
             tracked = self._set(rel, FileStatus.FAILED, error_message=message, finished_at=self._now())
             self._files.pop(rel, None)
             self.tracker.forget(rel)
-            if tracked is not None:
-                self._failed[rel] = tracked
-                self._failed.move_to_end(rel)
-                while len(self._failed) > 10 * self._recent:
-                    self._failed.popitem(last=False)
+            if tracked is not None and tracked.sig is not None:
+                self._failed[rel] = tracked.sig
+                self._failed_recent[rel] = tracked
+                self._failed_recent.move_to_end(rel)
+                while len(self._failed_recent) > 10 * self._recent:
+                    self._failed_recent.popitem(last=False)
 
     def back_to_waiting(self, rel: str, restart_timer: bool, reason: str | None = None) -> None:
         """Not copied now (destination unavailable, source changed, stop): wait and try again."""
@@ -216,16 +255,66 @@ class TransferBoard:
                 self._files.pop(rel, None)
                 self._touch()
                 return
-            tracked = self._set(rel, FileStatus.DISCOVERED if restart_timer else FileStatus.READY, error_message=reason)
+            status = FileStatus.DISCOVERED if restart_timer else FileStatus.READY
+            tracked = self._set(rel, status, error_message=reason, room=None)
             if tracked is not None:
                 tracked.sig, tracked.file_size = seen.sig, seen.sig.size
             if restart_timer:
                 self.tracker.restart(rel)
 
+    def waiting_for_room(self, rel: str, needed: int, free: int) -> None:
+        """No room at the destination for this file: it waits on its own (Ready, not queued) until there is, it
+        changes or it leaves the source; the other files go on."""
+        with self._lock:
+            seen, tracked = self.tracker.get(rel), self._files.get(rel)
+            if seen is None or tracked is None:  # it vanished while it was in flight: nothing waits for it
+                self._files.pop(rel, None)
+                self._touch()
+                return
+            if seen.sig != tracked.sig:  # it changed while it was in flight: a fresh start, no wait for room
+                self._files[rel] = self._tracked(rel, seen.sig)
+                self._touch()
+                return
+            wait = RoomWait(needed, free, self._clock())
+            self._set(rel, FileStatus.READY, error_message=wait.reason, room=wait)
+
+    def room_waits(self) -> int:
+        """How many files wait for room."""
+        with self._lock:
+            return sum(f.room is not None for f in self._files.values())
+
+    def release_room(self, free: int, retry_after: float) -> list[str]:
+        """``free`` bytes are free at the destination: the files waiting for room that fit (``RoomWait.fits``) go
+        back in line, in path order, each taking its share of the room, so one burst of free space is not promised
+        twice."""
+        with self._lock:
+            released: list[str] = []
+            left, now = free, self._clock()
+            for rel in sorted(r for r, f in self._files.items() if f.room is not None):
+                tracked = self._files[rel]
+                assert tracked.room is not None
+                if tracked.room.fits(free, now, retry_after) and tracked.room.needed <= left:
+                    left -= tracked.room.needed
+                    tracked.room, tracked.error_message = None, None
+                    released.append(rel)
+            if released:
+                self._touch()
+            return released
+
+    def end_room_waits(self) -> None:
+        """The destination changed: the room they waited for was another filesystem's; they go back in line."""
+        with self._lock:
+            waiting = [f for f in self._files.values() if f.room is not None]
+            for tracked in waiting:
+                tracked.room, tracked.error_message = None, None
+            if waiting:
+                self._touch()
+
     # -- views ------------------------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Files per status; Completed counts every completion since start, Failed the failed files kept."""
+        """Files per status; Completed counts every completion since start, Failed every failed file still in the
+        source and unchanged (the views list only the newest of them)."""
         with self._lock:
             counts = {str(status): 0 for status in FileStatus}
             for tracked in self._files.values():
@@ -245,7 +334,7 @@ class TransferBoard:
         with self._lock:
             rows = [f.as_row() for f in sorted(self._files.values(), key=lambda f: f.file_path)]
             rows += [f.as_row() for f in self._completed]
-            rows += [f.as_row() for f in reversed(self._failed.values())]
+            rows += [f.as_row() for f in reversed(self._failed_recent.values())]
             return rows
 
     def status_json(self) -> dict[str, Any]:

@@ -34,9 +34,14 @@ class StorageReport:
         return body
 
 
-def free_gb(path: Path) -> float:
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer can still use on the filesystem of ``path`` (one ``statvfs``)."""
     vfs = os.statvfs(path)
-    return round(vfs.f_bavail * vfs.f_frsize / BYTES_PER_GB, 2)
+    return vfs.f_bavail * vfs.f_frsize
+
+
+def free_gb(path: Path) -> float:
+    return round(free_bytes(path) / BYTES_PER_GB, 2)
 
 
 def storage_report(source: Path, probe: ProbeResult, warning_gb: float) -> StorageReport:

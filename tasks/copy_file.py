@@ -6,6 +6,8 @@ Outcomes, as Prefect states:
     Failed                  a per-file error after ``max_retry_attempts`` retries; the source stays
     Cancelled "Deferred"    the destination is unavailable: not a failure, the file goes back to waiting and is
                             submitted again once the guard passes
+    Cancelled "AwaitingRoom" the destination has no room for this file: not a failure, it waits on its own (the
+                            files that fit go on) until there is room for it, it changes or it leaves the source
     Cancelled "Changed"     the source changed during the copy: it waits until it is stable again
     Cancelled "Interrupted" the agent is stopping: the temp file is gone, the file waits for the next start
 Only per-file errors are retried (``retry_condition_fn``); every outcome also writes one audit log line.
@@ -28,6 +30,7 @@ from prefect.tasks import Task
 from fta import metrics
 from fta.copier import CopyResult
 from fta.errors import CopyInterrupted, DestinationUnavailable
+from fta.storage import free_bytes
 from tasks.runtime import TransferRuntime
 
 log = logging.getLogger("fta.copy")
@@ -116,6 +119,29 @@ def summary(result: CopyResult) -> dict[str, Any]:
     }
 
 
+def _room_left(runtime: TransferRuntime, exc: DestinationUnavailable) -> int | None:
+    """Free bytes at the destination when ``exc`` says it has no room for this file; None when it is not about
+    room, or the destination cannot even say how much is free (then it is the destination's trouble, for the guard)."""
+    if not exc.needed_bytes:
+        return None
+    try:
+        return free_bytes(runtime.settings.destination_path)
+    except OSError:
+        return None
+
+
+def _await_room(rel: str, runtime: TransferRuntime, needed: int, free: int) -> State[Any]:
+    """The destination is too full for this file, not gone: it waits alone, the files that fit go on."""
+    runtime.board.waiting_for_room(rel, needed, free)
+    reason = f"waiting for room: {needed} bytes needed, {free} free"
+    audit("deferred", rel, runtime, error=reason)
+    log.warning("destination full for %s: %s; the files that fit go on", rel, reason)
+    return Cancelled(
+        name="AwaitingRoom",
+        message=f"{reason}; the file stays in the source and is copied once there is room for it",
+    )
+
+
 @task(
     name="copy_file",
     task_run_name="copy {rel}",
@@ -138,6 +164,9 @@ def copy_file(rel: str, runtime: TransferRuntime) -> State[Any]:
     try:
         result = runtime.copier.copy(rel, board.sig(rel), progress=progress, stop=runtime.stop)
     except DestinationUnavailable as exc:
+        free = _room_left(runtime, exc)
+        if exc.needed_bytes and free is not None:
+            return _await_room(rel, runtime, exc.needed_bytes, free)
         audit("deferred", rel, runtime, error=str(exc))
         board.back_to_waiting(rel, restart_timer=False, reason=str(exc))
         runtime.destination_unavailable(exc)

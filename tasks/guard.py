@@ -4,6 +4,9 @@ One WARNING with the reason per check, a check every ``global_retry_delay_second
 inside one task run, not Prefect retries, which would sleep in a worker slot and run out), the Prefect events
 ``fta.destination.unavailable`` and ``fta.destination.restored``, and it returns as soon as the destination is back.
 No file's retry budget is used and no source is touched while it waits.
+
+A destination that is only too full for some files is not held here: each such file waits on its own for room
+(``copy_file``, ``TransferBoard.release_room``) while the files that fit go on.
 """
 
 from __future__ import annotations
@@ -42,25 +45,17 @@ def emit(event: str, settings: Settings, **payload: Any) -> None:
         log.debug("event %s not sent: %s", event, exc)
 
 
-def check_destination(settings: Settings, needed_bytes: int | None = None) -> ProbeResult:
-    """The probe, plus "room for the file that did not fit" when a copy ran out of space."""
+def check_destination(settings: Settings) -> ProbeResult:
+    """The destination probe (with a timeout), recorded in the metrics."""
     probe = probe_with_timeout(
         settings.destination_path, settings.require_mount, settings.destination_marker, PROBE_TIMEOUT_SECONDS
     )
     metrics.record_probe(probe.ok, probe.free_bytes)
-    if probe.ok and needed_bytes and probe.free_bytes is not None and probe.free_bytes < needed_bytes:
-        return ProbeResult(
-            False,
-            f"destination full: {probe.free_bytes} bytes free, {needed_bytes} needed",
-            probe.free_bytes,
-        )
     return probe
 
 
 @task(name="wait_for_destination", task_run_name="wait for destination", cache_policy=NO_CACHE, persist_result=False)
-def wait_for_destination(
-    settings: Settings, reason: str, stop: threading.Event, needed_bytes: int | None = None
-) -> bool:
+def wait_for_destination(settings: Settings, reason: str, stop: threading.Event) -> bool:
     """Block until the destination is usable (True) or the agent stops (False)."""
     started = time.monotonic()
     emit("fta.destination.unavailable", settings, reason=reason, destination=str(settings.destination_path))
@@ -68,7 +63,7 @@ def wait_for_destination(
         log.warning("destination unavailable: %s; next check in %g s", reason, settings.global_retry_delay_seconds)
         if stop.wait(settings.global_retry_delay_seconds):
             return False
-        probe = check_destination(settings, needed_bytes)
+        probe = check_destination(settings)
         if probe.ok:
             waited = time.monotonic() - started
             log.info("destination available again after %.0f s", waited)

@@ -25,9 +25,11 @@ class TransferRuntime:
         self._unavailable: DestinationUnavailable | None = None
 
     def destination_unavailable(self, exc: DestinationUnavailable) -> None:
-        """A copy found the destination gone: the flow runs the guard before it submits anything else."""
+        """A copy found the destination gone: the flow runs the guard before it submits anything else.
+
+        (A destination merely too full for one file is not this: that file waits on its own, see ``copy_file``.)"""
         with self._lock:
-            if self._unavailable is None or (exc.needed_bytes or 0) > (self._unavailable.needed_bytes or 0):
+            if self._unavailable is None:
                 self._unavailable = exc
         self.wake.set()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from fta.stability import FileSig, StabilityTracker
 from tests.conftest import FakeClock, write
 
 STABLE = 60.0
+RETRY = 60.0  # global_retry_delay_seconds: the pace of an unexplained wait for room
 NOW = datetime(2025, 10, 8, 10, 30, tzinfo=UTC)
 NOW_Z = "2025-10-08T10:30:00Z"
 
@@ -38,7 +40,7 @@ class Harness:
 
     def __init__(self, source: Path, clock: FakeClock) -> None:
         self.source, self.clock, self.wall = source, clock, WallClock()
-        self.board = TransferBoard(StabilityTracker(STABLE, clock=clock), now=self.wall, recent=3)
+        self.board = TransferBoard(StabilityTracker(STABLE, clock=clock), now=self.wall, recent=3, clock=clock)
 
     def scan(self, advance: float = 0.0) -> list[str]:
         self.clock.advance(advance)
@@ -416,3 +418,151 @@ def test_concurrent_updates_and_reads_stay_consistent(clock: FakeClock, attempt:
     assert board.counts()["Failed"] == files // 2
     assert len(board.status_json()["recentlyCompleted"]) == files // 2
     assert board.version - start_version == files * (steps + 2)
+
+
+# -- failed files are remembered for as long as they are there, whatever their number -----------------------------
+
+
+def attempt_every_ready_file(h: Harness, attempts: Counter[str]) -> None:
+    """A copier that fails every file it is given, on its only attempt (``max_retry_attempts=0``)."""
+    for rel in h.board.ready_files():
+        attempts[rel] += 1
+        h.board.queued(rel)
+        h.board.copying(rel)
+        h.board.failed(rel, "destination: ENOTDIR a file is in the way of a folder")
+
+
+def test_any_number_of_failed_files_is_tried_once_while_unchanged(h: Harness) -> None:
+    names = [f"cam1/clip{i:04d}.mxf" for i in range(1_500)]  # 50 times what the view keeps (10 x recent)
+    for name in names:
+        write(h.source / name, b"x")
+    attempts: Counter[str] = Counter()
+    for _ in range(20):  # each cycle the stable time passes again: a forgotten failure would be ready again
+        h.scan(STABLE)
+        attempt_every_ready_file(h, attempts)
+    assert attempts == Counter(dict.fromkeys(names, 1))
+    assert h.board.counts()["Failed"] == 1_500
+    assert h.board.outstanding() == 0
+    assert len(h.failed_files()) == 30  # the view shows the newest failures only, not the memory that decides
+    assert h.failed_files()[0] == names[-1]
+
+    h.append(names[0])  # touched: a fresh start, tried once more
+    for _ in range(5):
+        h.scan(STABLE)
+        attempt_every_ready_file(h, attempts)
+    assert attempts[names[0]] == 2 and sum(attempts.values()) == 1_501
+
+
+def test_the_memory_of_failures_is_bounded_by_what_is_in_the_source(h: Harness) -> None:
+    names = [f"clip{i:03d}.mxf" for i in range(100)]
+    for name in names:
+        write(h.source / name, b"x")
+    attempts: Counter[str] = Counter()
+    h.scan()
+    h.scan(STABLE)
+    attempt_every_ready_file(h, attempts)
+    assert h.board.counts()["Failed"] == 100
+    for name in names[:60]:
+        (h.source / name).unlink()
+    h.append(names[60])
+    h.scan()
+    assert h.board.counts()["Failed"] == 39  # left or changed: forgotten
+    assert names[59] not in h.failed_files() and names[60] not in h.failed_files()
+    assert h.status(names[60]) == "Discovered"
+
+
+# -- a file the destination has no room for waits on its own -------------------------------------------------------
+
+
+def in_flight(h: Harness, *names: str) -> None:
+    for name in names:
+        h.board.queued(name)
+        h.board.copying(name)
+
+
+def test_a_file_without_room_waits_alone_and_says_why(h: Harness) -> None:
+    h.make_ready("big.mxf", "small.mxf")
+    in_flight(h, "big.mxf")
+    version = h.board.version
+    h.board.waiting_for_room("big.mxf", 5_000, 1_000)
+    assert h.board.version > version
+    assert h.status("big.mxf") == "Ready"
+    assert h.row("big.mxf")["error_message"] == "waiting for room: 5000 bytes needed, 1000 free"
+    assert h.board.ready_files() == ["small.mxf"]  # the files that fit go on
+    assert h.board.status_json()["pendingFiles"] == ["big.mxf", "small.mxf"]
+    assert h.board.room_waits() == 1 and h.board.counts()["Failed"] == 0
+    for _ in range(5):
+        assert h.scan(STABLE) == []  # unchanged: scans alone never let it back in line
+    assert h.board.release_room(4_999, RETRY) == []
+    assert h.board.ready_files() == ["small.mxf"]
+    assert h.board.release_room(5_000, RETRY) == ["big.mxf"]
+    assert h.board.ready_files() == ["big.mxf", "small.mxf"]
+    assert h.row("big.mxf")["error_message"] is None and h.board.room_waits() == 0
+
+
+def test_room_that_comes_is_shared_out_in_path_order(h: Harness) -> None:
+    h.make_ready("a.mxf", "b.mxf", "c.mxf", "d.mxf")
+    in_flight(h, "a.mxf", "b.mxf", "c.mxf")
+    h.board.waiting_for_room("a.mxf", 3_000, 100)
+    h.board.waiting_for_room("b.mxf", 3_000, 100)
+    h.board.waiting_for_room("c.mxf", 1_000, 100)
+    assert h.board.release_room(4_500, RETRY) == ["a.mxf", "c.mxf"]  # b would not fit beside a: it waits
+    assert h.board.ready_files() == ["a.mxf", "c.mxf", "d.mxf"] and h.board.room_waits() == 1
+
+
+def test_a_write_that_ran_out_of_room_it_seemed_to_have_waits_for_more_room_or_the_retry_delay(h: Harness) -> None:
+    """ENOSPC/EDQUOT although the free space said it fitted (a quota, the filesystem's overhead, another copy
+    that filled the disk for a moment): not tried again at every cycle, but once more room shows or once the
+    destination guard's delay has passed."""
+    h.make_ready("a.mxf", "b.mxf")
+    in_flight(h, "a.mxf", "b.mxf")
+    h.board.waiting_for_room("a.mxf", 1_000, 50_000)
+    h.board.waiting_for_room("b.mxf", 1_000, 50_000)
+    assert h.board.release_room(50_000, RETRY) == []
+    h.clock.advance(RETRY - 1)
+    assert h.board.release_room(40_000, RETRY) == []
+    assert h.board.release_room(50_001, RETRY) == ["a.mxf", "b.mxf"]
+    in_flight(h, "a.mxf", "b.mxf")
+    h.board.waiting_for_room("a.mxf", 1_000, 50_000)
+    h.board.waiting_for_room("b.mxf", 60_000, 50_000)
+    h.clock.advance(RETRY)
+    assert h.board.release_room(50_000, RETRY) == ["a.mxf"]  # b still needs more than is free
+
+
+def test_a_wait_for_room_ends_when_the_file_leaves_or_changes(h: Harness) -> None:
+    h.make_ready("gone.mxf", "changed.mxf")
+    in_flight(h, "gone.mxf", "changed.mxf")
+    h.board.waiting_for_room("gone.mxf", 5_000, 1_000)
+    h.board.waiting_for_room("changed.mxf", 5_000, 1_000)
+    (h.source / "gone.mxf").unlink()
+    h.append("changed.mxf")
+    h.scan()
+    assert h.board.room_waits() == 0
+    assert [r["file_path"] for r in h.board.files_json()["files"]] == ["changed.mxf"]  # nothing waits for gone.mxf
+    assert h.status("changed.mxf") == "Discovered" and h.row("changed.mxf")["error_message"] is None
+    assert h.scan(STABLE) == ["changed.mxf"]  # a fresh start: tried again once stable, whatever the room
+
+
+def test_a_file_that_left_or_changed_during_its_copy_does_not_wait_for_room(h: Harness) -> None:
+    h.make_ready("gone.mxf", "changed.mxf")
+    in_flight(h, "gone.mxf", "changed.mxf")
+    (h.source / "gone.mxf").unlink()
+    h.append("changed.mxf")
+    h.scan()
+    h.board.waiting_for_room("gone.mxf", 5_000, 1_000)
+    h.board.waiting_for_room("changed.mxf", 5_000, 1_000)
+    assert h.board.room_waits() == 0
+    assert h.board.status_of("gone.mxf") is None
+    assert h.status("changed.mxf") == "Discovered"
+
+
+def test_another_destination_ends_every_wait_for_room(h: Harness) -> None:
+    h.make_ready("a.mxf", "b.mxf")
+    in_flight(h, "a.mxf", "b.mxf")
+    h.board.waiting_for_room("a.mxf", 5_000, 1_000)
+    h.board.waiting_for_room("b.mxf", 5_000, 1_000)
+    version = h.board.version
+    h.board.end_room_waits()
+    assert h.board.version > version
+    assert h.board.ready_files() == ["a.mxf", "b.mxf"] and h.board.room_waits() == 0
+    assert h.row("a.mxf")["error_message"] is None
