@@ -168,7 +168,8 @@ class TransferLoop:
             self._switch_due = True
             return
         self._switch_due = False
-        lock = SourceLock(fresh.source_path) if moved_source else None
+        moved = moved_source or fresh.destination_path != self.settings.destination_path
+        lock = SourceLock(fresh.source_path, fresh.destination_path, replacing=self._source_lock) if moved else None
         if lock is not None and not lock.acquire():
             if fresh != self._refused:  # once per edit, not at every poll
                 log.warning(
@@ -263,7 +264,7 @@ class TransferLoop:
         A sweep (``transfer-once``) kept out ends at once with ``SourceBusy``: the run holding the source moves the
         files. A watch waits for the other run to end (a stopping predecessor), asking again every second.
         """
-        lock = SourceLock(self.settings.source_path)
+        lock = SourceLock(self.settings.source_path, self.settings.destination_path)
         waiting = False
         while not lock.acquire():
             why = f"{self.settings.source_path} is being moved by another run on this machine ({lock.holder()})"

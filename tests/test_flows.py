@@ -21,7 +21,7 @@ from flows.watch_folder import watch_folder
 from fta import copier as copier_module
 from fta.copier import hash_file
 from fta.simulator import GrowthPlan, simulate
-from fta.sourcelock import SourceLock
+from fta.sourcelock import entries_in, lock_folder
 from tests.conftest import HOLD_THE_SOURCE, Mount, mount_tmpfs, other_process, unmount, write
 from tests.prefect_helpers import (
     Background,
@@ -240,7 +240,7 @@ def test_a_watch_waits_for_the_run_holding_its_source_then_moves(
         request_stop()
     assert watcher.result().is_completed()
     assert (destination / "a.mxf").read_bytes() == b"moved by whoever holds the source"
-    assert not SourceLock(source).path.exists()  # let go of, and its file removed, as the watch ended
+    assert source not in [entry.source for entry in entries_in(lock_folder())]  # let go of, its file removed
 
 
 def test_a_watch_stopped_while_it_waits_for_its_source_ends_cleanly(
