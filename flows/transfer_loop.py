@@ -43,6 +43,7 @@ from fta.events import SourceEvents
 from fta.logsetup import configure_logging
 from fta.scan_schedule import ScanSchedule
 from fta.scanner import scan_source
+from fta.scope import WHOLE_SOURCE, Scope
 from fta.settings import Settings
 from fta.sourcelock import SourceBusy, SourceLock
 from fta.stability import ReadinessCheck, StabilityTracker
@@ -95,8 +96,10 @@ class TransferLoop:
         max_cycles: int | None = None,
         reload: Callable[[], Settings] | None = None,
         unsent: Callable[[], int] = unsent_records,
+        scope: Scope = WHOLE_SOURCE,
     ) -> None:
         self.once = once
+        self.scope = scope  # what a run started through the API narrowed the work to (fta.scope)
         self.max_cycles = max_cycles
         self._clock = clock
         self._reload = reload
@@ -340,6 +343,7 @@ class TransferLoop:
             if self.once:
                 raise
             return
+        snapshot = {rel: sig for rel, sig in snapshot.items() if self.scope.covers(rel)}
         if self._sweep is None and self.once:
             self._sweep = set(snapshot)
             log.info("one sweep of %d file(s)", len(self._sweep))
