@@ -8,6 +8,7 @@ subfolder=cam1``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -19,6 +20,8 @@ from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop
 from fta.scope import ScopeRefused, parse_scope
 from fta.sourcelock import SourceBusy
+
+log = logging.getLogger("fta.loop")
 
 
 @flow(name="transfer-once", persist_result=False, log_prints=False)
@@ -34,6 +37,8 @@ def transfer_once(subfolder: str | None = None, pattern: str | None = None) -> S
         return Failed(message=f"{refused}; nothing was done")
     settings, _ = run_settings()
     with flow_logging(settings):
+        if not scope.whole:
+            log.info("this run moves only %s (of %s)", scope.describe(), settings.source_path)
         try:
             summary = TransferLoop(settings, once=True, scope=scope).run()
         except SourceBusy as busy:

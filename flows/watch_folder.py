@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from flows.config import run_settings
 from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop, request_stop
 from fta.scope import ScopeRefused, parse_scope
+
+log = logging.getLogger("fta.loop")
 
 
 def _cancel_requested() -> bool:
@@ -73,6 +76,8 @@ def watch_folder(
         return Failed(message=f"{refused}; nothing was done")
     settings, reload = run_settings()
     with flow_logging(settings):
+        if not scope.whole:
+            log.info("this run moves only %s (of %s)", scope.describe(), settings.source_path)
         loop = TransferLoop(settings, once=False, max_cycles=max_cycles, reload=reload, scope=scope)
         with stop_on_sigterm():
             summary = loop.run()
