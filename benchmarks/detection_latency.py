@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from copier_throughput import cpu_model
 
+from flows.config import run_in_process
 from flows.transfer_loop import request_stop
 from flows.watch_folder import watch_folder
 from fta.copier import Copier
@@ -147,7 +148,9 @@ def run_mode(key: str, args: argparse.Namespace, size: int, starts: CopyStarts, 
     }
     outcome: list[Any] = []
     runner = threading.Thread(
-        target=lambda: outcome.append(watch_folder(config=config, return_state=True)), name="watch", daemon=True
+        target=lambda: outcome.append(run_in_process(watch_folder, config, return_state=True)),
+        name="watch",
+        daemon=True,
     )
     runner.start()
     try:

@@ -75,6 +75,7 @@ from copier_throughput import (
 )
 
 from deployments.serve import LocalServer
+from flows.config import run_in_process
 from fta.copier import hash_file
 from fta.probe import PROBE_PREFIX
 from fta.settings import Settings
@@ -329,7 +330,7 @@ class WatchRun:
         from flows.watch_folder import watch_folder
 
         try:
-            self.outcome.append(watch_folder(config=self.config, return_state=True))
+            self.outcome.append(run_in_process(watch_folder, self.config, return_state=True))
         except BaseException as exc:  # reported by stop(); the timed run sees the thread gone
             self.outcome.append(exc)
 

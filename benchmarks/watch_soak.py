@@ -26,6 +26,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flows.config import run_in_process
 from flows.transfer_loop import request_stop
 from flows.watch_folder import watch_folder
 from fta.simulator import parse_size
@@ -61,7 +62,7 @@ def main() -> None:
         "max_concurrent_copies": 4,
     }
     outcome: list[Any] = []
-    runner = threading.Thread(target=lambda: outcome.append(watch_folder(config=config, return_state=True)))
+    runner = threading.Thread(target=lambda: outcome.append(run_in_process(watch_folder, config, return_state=True)))
     started = time.monotonic()
     runner.start()
     payload = os.urandom(size)

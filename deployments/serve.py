@@ -31,7 +31,8 @@ from fta.settings import Settings
 
 log = logging.getLogger("fta.up")
 
-CONFIG_BLOCK = "default"
+# The block the served runs read (flows.config: FTA_CONFIG_BLOCK of this process, inherited by its flow runs).
+CONFIG_BLOCK = os.environ.get("FTA_CONFIG_BLOCK", "").strip() or "default"
 WATCH = "watch-folder/agent"
 ONCE = "transfer-once/manual"
 REPORT = "storage-report/every-minute"
@@ -148,18 +149,18 @@ def build_deployments() -> list[Any]:
     from flows.transfer_once import transfer_once
     from flows.watch_folder import watch_folder
 
-    params = {"config_block": CONFIG_BLOCK}
+    # No parameters: the runs read the agent's own block (flows.config). A run may only narrow the work (subfolder,
+    # pattern); Prefect refuses any other parameter as it binds them to the flow's signature, before our code runs.
     module = EntrypointType.MODULE_PATH
     return [
         watch_folder.to_deployment(
-            "agent", parameters=params, entrypoint_type=module, description="Watch the source, move finished files."
+            "agent", entrypoint_type=module, description="Watch the source, move finished files."
         ),
         transfer_once.to_deployment(
-            "manual", parameters=params, entrypoint_type=module, description="Move what is in the source now."
+            "manual", entrypoint_type=module, description="Move what is in the source now (subfolder, pattern)."
         ),
         storage_report.to_deployment(
             "every-minute",
-            parameters=params,
             interval=REPORT_INTERVAL_SECONDS,
             entrypoint_type=module,
             description="Free space, reachability and health.",

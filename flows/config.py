@@ -1,17 +1,73 @@
-"""Where a flow run's settings come from: a saved ``TransferConfig`` block (deployments), overridden by ``config``."""
+"""Where a flow run's settings come from. Never from its parameters: a run started through the API only narrows.
+
+- A run the agent serves (``fta up``, or a worker of ``prefect.yaml``'s pool) reads the ``TransferConfig`` block
+  its serving process names: ``FTA_CONFIG_BLOCK`` in that process's environment, inherited by its flow-run
+  processes (``default`` when unset). A run's parameters cannot name another block, and a served run's job
+  variables do not reach its environment (Prefect's runner starts served flows with its own environment only).
+- ``fta watch`` / ``fta once`` and other in-process callers hand their settings over in this process
+  (``settings_in_process`` / ``run_in_process``): nothing of them is sent to the API, no secret shows in the UI.
+"""
 
 from __future__ import annotations
 
-from typing import Any, cast
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar, cast
 
 from blocks.transfer_config import TransferConfig
 from fta.settings import Settings, load_settings
 
+BLOCK_ENV = "FTA_CONFIG_BLOCK"
+DEFAULT_BLOCK = "default"
 
-def resolve_settings(config: dict[str, Any] | None, config_block: str | None) -> Settings:
+_handed_over: ContextVar[Settings | str | None] = ContextVar("fta_settings_in_process", default=None)
+R = TypeVar("R")
+
+
+def config_block_name() -> str:
+    """The TransferConfig block of this serving process (and so of its flow runs)."""
+    return os.environ.get(BLOCK_ENV, "").strip() or DEFAULT_BLOCK
+
+
+def block_settings(name: str) -> Settings:
+    block = cast(TransferConfig, TransferConfig.load(name))
+    return load_settings(block.settings_values())
+
+
+def resolve_settings(config: Mapping[str, Any] | None, config_block: str | None) -> Settings:
+    """Settings from a block, overridden by ``config``: for the agent's own process (``fta up``), never a run's."""
     values: dict[str, Any] = {}
     if config_block:
-        block = cast(TransferConfig, TransferConfig.load(config_block))
-        values.update(block.settings_values())
+        values.update(cast(TransferConfig, TransferConfig.load(config_block)).settings_values())
     values.update(config or {})
     return load_settings(values)
+
+
+def run_settings() -> tuple[Settings, Callable[[], Settings] | None]:
+    """This flow run's settings, and how to read them again (None: they never change during the run)."""
+    handed = _handed_over.get()
+    if isinstance(handed, Settings):
+        return handed, None
+    name = handed or config_block_name()
+    return block_settings(name), lambda: block_settings(name)
+
+
+@contextmanager
+def settings_in_process(settings: Settings | str) -> Iterator[None]:
+    """Flows started in this context (same thread) run on ``settings`` (or the block of that name, read again
+    every cycle), which never leave this process."""
+    token = _handed_over.set(settings)
+    try:
+        yield
+    finally:
+        _handed_over.reset(token)
+
+
+def run_in_process(flow: Callable[..., R], config: Settings | str | Mapping[str, Any], **call: Any) -> R:
+    """Call ``flow`` here on ``config``: settings, a TransferConfig block's name, or setting values (as for
+    ``load_settings``). ``call``: its parameters (``subfolder``, ``pattern``, ``max_cycles``), ``return_state``."""
+    settings = config if isinstance(config, Settings | str) else load_settings(config)
+    with settings_in_process(settings):
+        return flow(**call)

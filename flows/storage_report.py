@@ -14,7 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.api_state import HEALTH_KEY, STORAGE_KEY, observe, prune_versions
-from flows.config import resolve_settings
+from flows.config import run_settings
 from flows.flow_logging import flow_logging
 from fta.board import iso
 from fta.health import judge
@@ -26,9 +26,11 @@ log = logging.getLogger("fta.storage")
 
 
 @flow(name="storage-report", persist_result=False, log_prints=False)
-def storage_report(config: dict[str, Any] | None = None, config_block: str | None = None) -> dict[str, Any]:
-    """Measure storage, publish it and the agent's health; returns the seed's storage object."""
-    settings = resolve_settings(config, config_block)
+def storage_report() -> dict[str, Any]:
+    """Measure storage, publish it and the agent's health; returns the seed's storage object.
+
+    No parameters: its settings are the agent's own (``flows.config``), never a run's."""
+    settings, _ = run_settings()
     with flow_logging(settings):
         probe = probe_with_timeout(
             settings.destination_path, settings.require_mount, settings.destination_marker, PROBE_TIMEOUT_SECONDS

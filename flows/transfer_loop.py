@@ -44,6 +44,7 @@ from fta.events import SourceEvents
 from fta.logsetup import configure_logging
 from fta.scan_schedule import ScanSchedule
 from fta.scanner import scan_source
+from fta.scope import WHOLE_SOURCE, Scope
 from fta.settings import Settings
 from fta.sourcelock import SourceBusy, SourceLock
 from fta.stability import ReadinessCheck, StabilityTracker
@@ -101,8 +102,10 @@ class TransferLoop:
         max_cycles: int | None = None,
         reload: Callable[[], Settings] | None = None,
         unsent: Callable[[], int] = unsent_records,
+        scope: Scope = WHOLE_SOURCE,
     ) -> None:
         self.once = once
+        self.scope = scope  # what a run started through the API narrowed the work to (fta.scope)
         self.max_cycles = max_cycles
         self._clock = clock
         self._reload = reload
@@ -174,7 +177,8 @@ class TransferLoop:
             self._switch_due = True
             return
         self._switch_due = False
-        lock = SourceLock(fresh.source_path) if moved_source else None
+        moved = moved_source or fresh.destination_path != self.settings.destination_path
+        lock = SourceLock(fresh.source_path, fresh.destination_path, replacing=self._source_lock) if moved else None
         if lock is not None and not lock.acquire():
             if fresh != self._refused:  # once per edit, not at every poll
                 log.warning(
@@ -271,7 +275,7 @@ class TransferLoop:
         A sweep (``transfer-once``) kept out ends at once with ``SourceBusy``: the run holding the source moves the
         files. A watch waits for the other run to end (a stopping predecessor), asking again every second.
         """
-        lock = SourceLock(self.settings.source_path)
+        lock = SourceLock(self.settings.source_path, self.settings.destination_path)
         waiting = False
         while not lock.acquire():
             why = f"{self.settings.source_path} is being moved by another run on this machine ({lock.holder()})"
@@ -349,6 +353,7 @@ class TransferLoop:
             if self.once:
                 raise
             return
+        snapshot = {rel: sig for rel, sig in snapshot.items() if self.scope.covers(rel)}
         if self._sweep is None and self.once:
             self._sweep = set(snapshot)
             log.info("one sweep of %d file(s)", len(self._sweep))

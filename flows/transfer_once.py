@@ -1,29 +1,46 @@
 """``transfer_once``: one sweep of what is in the source now; waits for those files to be stable, moves them, ends.
 
 Its final state says whether any file failed, so ``prefect deployment run`` and cron-style use can rely on it.
+Its settings are the agent's own (``flows.config``); a run may only narrow them to a ``subfolder`` of the source
+and a file-name ``pattern`` (``fta.scope``), e.g. ``prefect deployment run 'transfer-once/manual' --param
+subfolder=cam1``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
 from prefect import State, flow
 from prefect.states import Completed, Failed
 
-from flows.config import resolve_settings
+from flows.config import run_settings
 from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop
+from fta.scope import ScopeRefused, parse_scope
 from fta.sourcelock import SourceBusy
+
+log = logging.getLogger("fta.loop")
 
 
 @flow(name="transfer-once", persist_result=False, log_prints=False)
-def transfer_once(config: dict[str, Any] | None = None, config_block: str | None = None) -> State[Any]:
-    """Move the files present in the source now; Failed when any of them failed."""
-    settings = resolve_settings(config, config_block)
+def transfer_once(subfolder: str | None = None, pattern: str | None = None) -> State[Any]:
+    """Move the files present in the source now; Failed when any of them failed.
+
+    ``subfolder``: only files below this folder of the source (relative, no ``..``). ``pattern``: only files whose
+    name matches this glob (``*.mxf``). Paths and every other setting are the agent's own configuration.
+    """
+    try:
+        scope = parse_scope(subfolder, pattern)
+    except ScopeRefused as refused:
+        return Failed(message=f"{refused}; nothing was done")
+    settings, _ = run_settings()
     with flow_logging(settings):
+        if not scope.whole:
+            log.info("this run moves only %s (of %s)", scope.describe(), settings.source_path)
         try:
-            summary = TransferLoop(settings, once=True).run()
+            summary = TransferLoop(settings, once=True, scope=scope).run()
         except SourceBusy as busy:
             return Failed(message=str(busy))
     result = asdict(summary)

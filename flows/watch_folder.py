@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -9,11 +10,15 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from prefect import flow
+from prefect import State, flow
+from prefect.states import Failed
 
-from flows.config import resolve_settings
+from flows.config import run_settings
 from flows.flow_logging import flow_logging
 from flows.transfer_loop import TransferLoop, request_stop
+from fta.scope import ScopeRefused, parse_scope
+
+log = logging.getLogger("fta.loop")
 
 
 def _cancel_requested() -> bool:
@@ -55,22 +60,25 @@ def stop_on_sigterm() -> Iterator[None]:
 
 @flow(name="watch-folder", persist_result=False, log_prints=False)
 def watch_folder(
-    config: dict[str, Any] | None = None, config_block: str | None = None, max_cycles: int | None = None
-) -> dict[str, Any]:
+    subfolder: str | None = None, pattern: str | None = None, max_cycles: int | None = None
+) -> dict[str, Any] | State[Any]:
     """Watch the source folder and move every finished file to the destination, verified.
 
-    ``config_block`` names a saved TransferConfig block (the deployments use ``default``); its edits take effect
-    within one cycle. ``config`` overrides settings (names as ``FTA_*`` without the prefix). ``max_cycles`` ends
-    the run after that many scans once nothing is copying (for trials; a watch normally runs until stopped).
+    Its settings are the agent's own (``flows.config``): a served run reads the TransferConfig block of its
+    serving process, and an edit of that block takes effect within one cycle. A run may only narrow the work:
+    ``subfolder`` (a folder of the source, relative, no ``..``) and ``pattern`` (a glob on file names).
+    ``max_cycles`` ends the run after that many scans once nothing is copying (for trials; a watch normally runs
+    until stopped).
     """
-    settings = resolve_settings(config, config_block)
+    try:
+        scope = parse_scope(subfolder, pattern)
+    except ScopeRefused as refused:
+        return Failed(message=f"{refused}; nothing was done")
+    settings, reload = run_settings()
     with flow_logging(settings):
-        loop = TransferLoop(
-            settings,
-            once=False,
-            max_cycles=max_cycles,
-            reload=(lambda: resolve_settings(config, config_block)) if config_block else None,
-        )
+        if not scope.whole:
+            log.info("this run moves only %s (of %s)", scope.describe(), settings.source_path)
+        loop = TransferLoop(settings, once=False, max_cycles=max_cycles, reload=reload, scope=scope)
         with stop_on_sigterm():
             summary = loop.run()
     return asdict(summary)

@@ -103,19 +103,19 @@ def _run_flow(args: argparse.Namespace, once: bool) -> int:
     # Prefect is imported only by the commands that run flows.
     from prefect.exceptions import TerminationSignal
 
+    from flows.config import settings_in_process
     from flows.transfer_loop import request_stop
     from flows.transfer_once import transfer_once
     from flows.watch_folder import watch_folder
 
     configure_logging(settings, console=False)
-    overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
-    config = {**overrides, "source_path": str(settings.source_path), "destination_path": str(settings.destination_path)}
     # Outside a flow run SIGTERM asks the loop to stop; inside one, Prefect's own handler raises TerminationSignal.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
     try:
-        state: Any = (
-            transfer_once(config=config, return_state=True) if once else watch_folder(config=config, return_state=True)
-        )
+        # The settings are handed over in this process, never as the run's parameters (shown in the UI, kept in
+        # the API): the webhook URL and its token stay out of both.
+        with settings_in_process(settings):
+            state: Any = transfer_once(return_state=True) if once else watch_folder(return_state=True)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except TerminationSignal:

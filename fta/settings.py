@@ -178,7 +178,7 @@ class Settings(BaseSettings):
 
 
 def _unknown_keys(keys: Any, where: str) -> list[str]:
-    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {"FTA_CONFIG_BLOCK"}  # the served block
     return [f"{key} ({where})" for key in keys if key.upper().startswith(ENV_PREFIX) and key.upper() not in known]
 
 

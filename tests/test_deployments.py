@@ -73,3 +73,24 @@ def test_service_files_only_use_real_settings_and_the_declared_pool() -> None:
     assert command[command.index("--pool") + 1] == pool
     assert re.search(r"^ExecStart=\S+/fta up$", unit, re.M)
     assert re.search(r"^HEALTHCHECK .*fta health", dockerfile, re.M | re.S)
+
+
+def test_runs_started_through_the_api_may_only_narrow_the_work() -> None:
+    """The served deployments pass no settings, and their flows take none: only a subfolder and a name pattern."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.storage_report import storage_report
+    from flows.transfer_once import transfer_once
+    from flows.watch_folder import watch_folder
+
+    assert {name: spec["parameters"] for name, spec in served().items()} == {
+        "agent": {},
+        "manual": {},
+        "every-minute": {},
+    }
+    accepted = {flow.name: set(parameter_schema(flow.fn).properties) for flow in (transfer_once, watch_folder)}
+    assert accepted == {
+        "transfer-once": {"subfolder", "pattern"},
+        "watch-folder": {"subfolder", "pattern", "max_cycles"},
+    }
+    assert set(parameter_schema(storage_report.fn).properties) == set()

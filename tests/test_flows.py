@@ -15,13 +15,14 @@ from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.api_state import STATUS_KEY
+from flows.config import run_in_process
 from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta import copier as copier_module
 from fta.copier import hash_file
 from fta.simulator import GrowthPlan, simulate
-from fta.sourcelock import SourceLock
+from fta.sourcelock import entries_in, lock_folder
 from tests.conftest import HOLD_THE_SOURCE, Mount, mount_tmpfs, other_process, unmount, write
 from tests.prefect_helpers import (
     Background,
@@ -46,7 +47,7 @@ def prefect_server() -> Iterator[None]:
 
 
 def run_once(config: dict[str, Any]) -> Any:
-    return transfer_once(config=config, return_state=True)
+    return run_in_process(transfer_once, config, return_state=True)
 
 
 def test_growing_file_is_copied_only_when_finished(source: Path, destination: Path) -> None:
@@ -68,7 +69,7 @@ def test_growing_file_is_copied_only_when_finished(source: Path, destination: Pa
     writer.start()
     growing.wait(10)
     wait_until(clip.exists, what="the recording to start")
-    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
     writer.join(30)
     wait_until(lambda: not clip.exists(), what="the source to be moved")
     request_stop()
@@ -159,7 +160,7 @@ def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(
     data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the stop lands between them
     write(source / "rec" / "long.mxf", data)
     in_copy, stopped = hold_copies_after_their_first_chunk(monkeypatch)  # the stop lands while the copy waits
-    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
     assert in_copy.wait(30)
     assert temp_files(destination)  # a copy is under way
     request_stop()
@@ -178,7 +179,7 @@ def test_a_stop_asked_while_the_watch_run_starts_is_not_lost(source: Path, desti
     """SIGTERM can come before the loop has started (the flow run is still starting): the loop stops at once."""
     write(source / "waits.mxf", b"stays in the source")
     request_stop()  # no loop runs yet in this process
-    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
     try:
         state = watcher.result()
     finally:
@@ -217,7 +218,7 @@ def test_a_sweep_on_a_source_another_run_moves_ends_at_once_and_touches_nothing(
 def watch_kept_out(source: Path, destination: Path, fta_log: list[str]) -> Iterator[Background]:
     """A watch started while another process holds its source, once it says it waits (stopped if the block fails)."""
     with other_process(HOLD_THE_SOURCE, str(source)):
-        watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+        watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
         try:
             wait_until(lambda: any("waiting for it to end" in line for line in fta_log), what="the watch to wait")
             yield watcher
@@ -240,7 +241,7 @@ def test_a_watch_waits_for_the_run_holding_its_source_then_moves(
         request_stop()
     assert watcher.result().is_completed()
     assert (destination / "a.mxf").read_bytes() == b"moved by whoever holds the source"
-    assert not SourceLock(source).path.exists()  # let go of, and its file removed, as the watch ended
+    assert source not in [entry.source for entry in entries_in(lock_folder())]  # let go of, its file removed
 
 
 def test_a_watch_stopped_while_it_waits_for_its_source_ends_cleanly(
@@ -489,7 +490,7 @@ def test_file_events_bring_finished_files_over_long_before_the_next_poll(source:
     within the deadlines below; a recording that grows meanwhile is still copied only when finished."""
     config = fast_config(source, destination, polling_interval_seconds=600)
     write(source / "first.mxf", b"found by the first scan, settled by a deadline scan")
-    watcher = Background(lambda: watch_folder(config=config, return_state=True))
+    watcher = Background(lambda: run_in_process(watch_folder, config, return_state=True))
     wait_until(lambda: (destination / "first.mxf").exists(), timeout=30, what="the stable time's deadline scan")
     clip = source / "cam2" / "clip.mxf"
     seen_early: list[str] = []

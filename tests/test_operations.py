@@ -14,6 +14,7 @@ from typing import Any, cast
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from flows.config import run_in_process
 from flows.storage_report import storage_report
 from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
@@ -55,20 +56,20 @@ def fta(*argv: str) -> tuple[int, str]:
 
 
 def test_storage_report_ok_then_low_then_unreachable(source: Path, destination: Path, tmp_path: Path) -> None:
-    storage_report(config=fast_config(source, destination, storage_warning_gb=0))
+    run_in_process(storage_report, fast_config(source, destination, storage_warning_gb=0))
     code, out = fta("storage", "--json")
     body = json.loads(out)
     assert code == 0
     assert set(body) == {"sourceFreeGB", "destinationFreeGB", "status"}
     assert body["status"] == "OK" and body["destinationFreeGB"] > 0 and body["sourceFreeGB"] > 0
 
-    storage_report(config=fast_config(source, destination, storage_warning_gb=10**9))
+    run_in_process(storage_report, fast_config(source, destination, storage_warning_gb=10**9))
     code, out = fta("storage", "--json")
     assert code == 1
     assert json.loads(out)["status"] == "WARNING"
     assert json.loads(out)["message"] == "Destination storage is running low."
 
-    storage_report(config=fast_config(source, tmp_path / "gone"))
+    run_in_process(storage_report, fast_config(source, tmp_path / "gone"))
     code, out = fta("storage", "--json")
     assert code == 2
     assert json.loads(out) == {
@@ -85,7 +86,7 @@ def test_status_and_files_show_what_the_agent_published(source: Path, destinatio
     write(destination / "blocked", b"a file where a folder is needed")
     write(source / "blocked" / "x.mxf", b"x")
     write(source / "good.mxf", b"good")
-    state = transfer_once(config=fast_config(source, destination, max_retry_attempts=0), return_state=True)
+    state = run_in_process(transfer_once, fast_config(source, destination, max_retry_attempts=0), return_state=True)
     assert state.is_failed()
     code, out = fta("status", "--json")
     view = json.loads(out)
@@ -157,16 +158,16 @@ def test_the_status_and_the_storage_report_keep_their_history_short(
     assert len(_versions(STATUS_KEY)) == 2
     assert read_table(STATUS_KEY)[0] == [{"file": "f9.mxf"}]
     for _ in range(4):
-        storage_report(config=fast_config(source, destination))
+        run_in_process(storage_report, fast_config(source, destination))
     assert len(_versions(STORAGE_KEY)) == 2 and len(_versions(HEALTH_KEY)) == 2
 
 
 def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path) -> None:
-    storage_report(config=fast_config(source, destination, storage_warning_gb=0))
+    run_in_process(storage_report, fast_config(source, destination, storage_warning_gb=0))
     code, out = fta("health", "-w", "0", "-c", "0")
     assert code == 2
     assert out.startswith("FTA CRITICAL - ") and "watch run is not running" in out
-    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
     try:
         wait_until(lambda: fta("health", "-w", "0", "-c", "0")[0] == 0, what="health OK while watching")
         code, out = fta("health", "-w", "0", "-c", "0")
@@ -239,7 +240,7 @@ def watch_on_block(name: str, source: Path, destination: Path) -> Background:
     TransferConfig.from_settings(load_settings(fast_config(source, destination), env_file=None)).save(
         name, overwrite=True
     )
-    return Background(lambda: watch_folder(config_block=name, return_state=True))
+    return Background(lambda: run_in_process(watch_folder, name, return_state=True))
 
 
 def edit_block(name: str, **paths: Path) -> None:
@@ -376,14 +377,14 @@ def test_webhook_alerts_for_a_failed_copy_and_low_storage(source: Path, destinat
 
     write(destination / "clips", b"a file where a folder is needed")
     write(source / "clips" / "a.mxf", b"x")
-    assert transfer_once(config=config, return_state=True).is_failed()
+    assert run_in_process(transfer_once, config, return_state=True).is_failed()
     wait_until(lambda: any(b.get("alert") == "copy failed" for b in receiver.bodies), what="the copy-failed POST")
     failed = next(b for b in receiver.bodies if b["alert"] == "copy failed")
     assert failed["file"] == "clips/a.mxf"
     assert "ENOTDIR" in failed["reason"]
     assert failed["time"]
 
-    storage_report(config={**config, "storage_warning_gb": 10**9})
+    run_in_process(storage_report, {**config, "storage_warning_gb": 10**9})
     wait_until(lambda: any(b.get("alert") == "storage low" for b in receiver.bodies), what="the storage-low POST")
     low = next(b for b in receiver.bodies if b["alert"] == "storage low")
     assert "below" in low["reason"] and low["file"] == str(destination)
@@ -418,7 +419,7 @@ def test_storage_low_alerts_once_per_repeat_time_while_it_lasts(
 
     def report_until_a_second_alert() -> bool:
         reported.append(datetime.now(UTC))
-        storage_report(config=config)
+        run_in_process(storage_report, config)
         return len(low_alerts()) >= 2
 
     try:
@@ -441,7 +442,7 @@ def test_webhook_alert_when_the_destination_stays_unavailable(
     config = fast_config(source, nas, alert_webhook_url=receiver.url, alert_destination_minutes=0.17)
     ensure_alerts(load_settings(config, env_file=None))
     write(source / "a.mxf", b"a")
-    once = Background(lambda: transfer_once(config=config, return_state=True))
+    once = Background(lambda: run_in_process(transfer_once, config, return_state=True))
     try:
         wait_until(
             lambda: any(b.get("alert", "").startswith("destination unavailable") for b in receiver.bodies),
@@ -469,7 +470,7 @@ def test_webhook_alert_when_the_watch_run_crashes(
         raise KeyboardInterrupt  # what an abrupt interruption of the process looks like to the flow engine
 
     monkeypatch.setattr(TransferLoop, "_scan", crash)
-    watcher = Background(lambda: watch_folder(config=config, return_state=True))
+    watcher = Background(lambda: run_in_process(watch_folder, config, return_state=True))
     with pytest.raises(KeyboardInterrupt):
         watcher.result()
     wait_until(lambda: any(b.get("alert") == "watch run crashed" for b in receiver.bodies), what="the crash POST")
@@ -505,7 +506,7 @@ def test_prometheus_metrics(source: Path, destination: Path) -> None:
     before = read()
     write(source / "a.mxf", b"x" * 1000)
     write(source / "b.mxf", b"y" * 500)
-    assert transfer_once(config=config, return_state=True).is_completed()
+    assert run_in_process(transfer_once, config, return_state=True).is_completed()
     after = read()
     assert _metric(after, "fta_files_completed_total") - _metric(before, "fta_files_completed_total") == 2
     assert _metric(after, "fta_bytes_moved_total") - _metric(before, "fta_bytes_moved_total") == 1500

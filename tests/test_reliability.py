@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from flows.config import run_in_process
 from fta.copier import hash_file
 from fta.paths import temp_owner
 from tests.conftest import Mount, write
@@ -141,7 +142,7 @@ def test_hostile_names_and_special_files(source: Path, destination: Path, tmp_pa
     unix.bind(str(source / "sock.mxf"))
     write(source / "empty.mxf", b"")
 
-    state = transfer_once(config=fast_config(source, destination), return_state=True)
+    state = run_in_process(transfer_once, fast_config(source, destination), return_state=True)
     unix.close()
     assert state.is_completed(), state.message
     arrived = {p.relative_to(destination).as_posix(): p for p in destination.rglob("*") if p.is_file()}
@@ -254,9 +255,9 @@ def test_full_destination_waits_and_resumes_when_space_is_freed(
     data = os.urandom(2 * 1024 * 1024)  # twice what is left
     write(source / "big.mxf", data)
     config = fast_config(source, nas, storage_warning_gb=1)
-    once = Background(lambda: transfer_once(config=config, return_state=True))
+    once = Background(lambda: run_in_process(transfer_once, config, return_state=True))
     wait_until(lambda: any("destination full" in line for line in fta_log), what="the guard to wait for room")
-    storage_report(config=config)
+    run_in_process(storage_report, config)
     status = main(["storage", "--json"], out=io.StringIO())
     assert status in (1, 2)  # WARNING (low) or ERROR (no room for even the probe)
     assert (source / "big.mxf").read_bytes() == data and list(nas.iterdir()) == [other]
@@ -277,7 +278,7 @@ def test_a_file_larger_than_the_whole_destination_fails_alone(source: Path, tmpf
     huge = os.urandom(2 * 1024 * 1024)
     write(source / "huge.mxf", huge)
     write(source / "small.mxf", b"fits")
-    state = transfer_once(config=fast_config(source, nas, max_retry_attempts=1), return_state=True)
+    state = run_in_process(transfer_once, fast_config(source, nas, max_retry_attempts=1), return_state=True)
     assert state.is_failed()
     assert (nas / "small.mxf").read_bytes() == b"fits" and not (source / "small.mxf").exists()
     assert (source / "huge.mxf").read_bytes() == huge and not (nas / "huge.mxf").exists()
@@ -306,7 +307,7 @@ def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
         "sys.stdin.read()\n"  # the pause lasts until the test ends it
         "f.write(b'second half' * 1000); f.close()\n"
     )
-    watcher = Background(lambda: watch_folder(config=fast_config(source, destination), return_state=True))
+    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
     try:
         with other_process(code, str(clip)):
             pause = threading.Event()
@@ -335,6 +336,6 @@ def test_source_deleted_during_its_copy_is_simply_gone(
         clip.unlink(missing_ok=True)
 
     monkeypatch.setattr(copier_module.Copier, "_write", operator_deletes_it)
-    state = transfer_once(config=fast_config(source, destination), return_state=True)
+    state = run_in_process(transfer_once, fast_config(source, destination), return_state=True)
     assert state.is_completed()
     assert list(destination.iterdir()) == []  # no partial copy under any name
