@@ -9,17 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deployments.serve import child_pids
+from fta.credential import CREDENTIAL_FILE
 from tests.conftest import write
 from tests.prefect_helpers import wait_until
+from tests.up_helpers import call
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _cmdline(pid: int) -> str:
@@ -35,10 +36,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def server_settings(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/admin/settings", timeout=10) as answer:
-        settings: dict[str, Any] = json.load(answer)
-    return settings
+def server_settings(port: int, credential: str) -> dict[str, Any]:
+    status, settings = call(f"http://127.0.0.1:{port}/api/admin/settings", credential)
+    assert status == 200
+    return dict(settings)
 
 
 def fta(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
@@ -59,7 +60,6 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
         [sys.executable, "-m", "fta.cli", "up", *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     ) as agent:
         try:
-            api = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
             write(source / "cam" / "a.mxf", b"recorded")
             wait_until(  # the rename into place comes before the source's deletion: wait for both
                 lambda: (destination / "cam" / "a.mxf").exists() and not (source / "cam" / "a.mxf").exists(),
@@ -67,7 +67,9 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
                 what="the watch run to move a file",
             )
             assert (data / "prefect" / "prefect.db").exists()  # the server keeps its database in data_path
-            services = server_settings(port)["server"]["services"]
+            credential = (data / CREDENTIAL_FILE).read_text().strip()
+            api = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_API_AUTH_STRING": credential}
+            services = server_settings(port, credential)["server"]["services"]
             for service in ("task_run_recorder", "event_persister"):  # the run history keeps up with bursts
                 assert services[service]["batch_size"] == 500
                 assert services[service]["flush_interval"] == 1
