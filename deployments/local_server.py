@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -46,6 +47,7 @@ SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
 }
 LOCK_FILE = "fta-up.lock"
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*:")
 
 
 class StartError(Exception):
@@ -206,7 +208,9 @@ class LocalServer:
         if log_path is not None:
             with contextlib.suppress(OSError):
                 lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-        last = f": {lines[-1][:200]}" if lines else ""
+        errors = [line for line in lines if EXCEPTION_LINE.match(line)]  # "sqlalchemy.exc.OperationalError: ..."
+        reason = (errors or lines)[-1:]
+        last = f": {reason[0][:200]}" if reason else ""
         assert self.process is not None
         return f"the Prefect server exited with {self.process.returncode}{last}{where}"
 

@@ -54,7 +54,7 @@ def private_folder(path: Path) -> None:
     _mine(path, info)
     if info.st_mode & PRIVATE:
         os.chmod(path, 0o700, follow_symlinks=False)
-        log.warning("%s was readable by others (mode %o); now 0700", path, stat_mode.S_IMODE(info.st_mode))
+        log.info("%s was readable by others (mode %o); now 0700", path, stat_mode.S_IMODE(info.st_mode))
 
 
 def tighten_tree(root: Path) -> None:
