@@ -255,6 +255,8 @@ def check_remote_api(api_url: str) -> None:
     """With ``PREFECT_API_URL`` set: the server answers, and takes this machine's credential (if any)."""
     if status_with(f"{api_url.rstrip('/')}/health", None) is None:
         raise StartError(f"cannot reach the Prefect API at {api_url} (PREFECT_API_URL)")
+    if os.environ.get("PREFECT_API_KEY"):  # a key-based server: its client checks the key at the first call
+        return
     credential = os.environ.get("PREFECT_API_AUTH_STRING")
     if status_with(f"{api_url.rstrip('/')}/admin/version", credential) == 401:
         raise StartError(f"the Prefect API at {api_url} refused the credential (PREFECT_API_AUTH_STRING)")
@@ -268,7 +270,9 @@ def temporary_server() -> Iterator[None]:
     the run, unable to record its end, retried for minutes. This one lives until the run has ended, requires a
     credential made for this run only, and keeps Prefect's usual home and database.
     """
-    if os.environ.get("PREFECT_API_URL"):
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, get_current_settings, temporary_settings
+
+    if os.environ.get("PREFECT_API_URL") or get_current_settings().api.url:  # a server is given (or a profile's)
         yield
         return
     with socket.socket() as probe:
@@ -279,8 +283,6 @@ def temporary_server() -> Iterator[None]:
     server.start()
     os.environ.update(server.client_environment())
     try:
-        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-
         with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_API_AUTH_STRING: server.credential}):
             yield
     finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
@@ -31,16 +30,18 @@ def local_api(data_path: str | None) -> Iterator[None]:
 
     Raises ``fta.credential.CredentialError`` (one line) when the credential file exists but cannot be read.
     """
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, get_current_settings, temporary_settings
+
     from fta.credential import client_settings
 
-    found = client_settings(data_path)
-    os.environ.update(found)  # before Prefect reads its settings, when it is imported after this
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+    current = get_current_settings().api  # the environment's and the profile's, or a test's temporary ones
+    auth = current.auth_string.get_secret_value() if current.auth_string is not None else None
+    found = client_settings(data_path, current.url, auth)
 
     updates: dict[Any, Any] = {PREFECT_API_URL: found["PREFECT_API_URL"]}
     if "PREFECT_API_AUTH_STRING" in found:
         updates[PREFECT_API_AUTH_STRING] = found["PREFECT_API_AUTH_STRING"]
-    with temporary_settings(updates=updates):  # and when Prefect was imported before (a command run in-process)
+    with temporary_settings(updates=updates):
         yield
 
 

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from deployments.local_server import LocalServer, StartError, check_remote_api
@@ -195,10 +196,15 @@ def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
     class AgentRunner(Runner):
         main_task: asyncio.Task[None]  # set before ``start()``, which installs ``handle_sigterm``
 
+        fta_stopping = False
+
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
             signum = args[0] if args else signal.SIGTERM
-            for stop in STOP_SIGNALS:  # one stop is enough: a second must not cut it short
-                signal.signal(stop, _already_stopping)
+            if self.fta_stopping:  # one stop is enough: a second must not cut it short
+                _already_stopping(signum, None)
+                return
+            self.fta_stopping = True
+            signal.signal(signal.SIGTERM, _already_stopping)
             log.info("%s received, stopping the flow runs", signal.Signals(signum).name)
             self.stopping = True  # no new flow run from now on (this runs in the loop's thread)
             poller = getattr(self, "_scheduled_run_poller", None)
@@ -223,12 +229,35 @@ def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
         task = asyncio.current_task()
         assert task is not None  # asyncio.run runs this coroutine as a task
         runner.main_task = task
-        signal.signal(signal.SIGINT, runner.handle_sigterm)  # start() installs it for SIGTERM only
+        # start() installs the handler for SIGTERM only. SIGINT through the loop: it may arrive in another thread
+        # (see sigint_kept_from_flow_runs), and the loop's wakeup then runs the handler at once.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, runner.handle_sigterm, signal.SIGINT)
         await runner.start()
 
-    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # the ways a stop ends the serving
-        asyncio.run(serve())
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError), sigint_kept_from_flow_runs():
+        asyncio.run(serve())  # the ways a stop ends the serving: suppressed above
     log.info("stopped serving; stopping the flow runs")
+
+
+@contextlib.contextmanager
+def sigint_kept_from_flow_runs() -> Iterator[None]:
+    """The flow-run processes started meanwhile do not take Ctrl-C: this process stops them, in order.
+
+    Ctrl-C in a terminal reaches the whole process group: a storage report or a manual run interrupted by it ended
+    Crashed, with a traceback, while this process was about to stop them cleanly anyway. A blocked signal stays
+    blocked across fork and exec, and Python does not unblock it: blocked in the thread that starts the flow-run
+    processes (this one, which runs the event loop), SIGINT stays pending in them. This process still takes it: a
+    thread started before the block keeps SIGINT open, the kernel delivers it there and Python runs the handler in
+    the main thread as always.
+    """
+    receiver = threading.Event()
+    threading.Thread(target=receiver.wait, name="fta-sigint", daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        receiver.set()
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -154,20 +154,26 @@ def is_local_server(api_url: str, port: int) -> bool:
         return False
 
 
-def client_settings(data_path: str | None = None, env_file: str | None = ".env") -> dict[str, str]:
+def client_settings(
+    data_path: str | None = None,
+    api_url: str | None = None,
+    auth_string: str | None = None,
+    env_file: str | None = ".env",
+) -> dict[str, str]:
     """``PREFECT_API_URL`` and ``PREFECT_API_AUTH_STRING`` for a command that reads this machine's agent.
 
-    Without ``PREFECT_API_URL`` the API is the local server of ``fta up`` (127.0.0.1, ``server_port``). Without
-    ``PREFECT_API_AUTH_STRING``, and only for that local server, the credential comes from the file in
-    ``data_path`` (the option, else ``FTA_DATA_PATH``, else ``.env`` in the working folder, else ``fta-data``).
+    ``api_url`` and ``auth_string``: what Prefect's settings say (environment, profile), if anything. Without an API
+    URL the API is the local server of ``fta up`` (127.0.0.1, ``server_port``). Without an auth string, and only
+    for that local server, the credential comes from the file in ``data_path`` (the option, else ``FTA_DATA_PATH``,
+    else ``.env`` in the working folder, else ``fta-data``).
     """
     try:
         port = int(local_setting("server_port", env_file))
     except ValueError:
         raise CredentialError(f"server_port: not a number: {local_setting('server_port', env_file)!r}") from None
-    api_url = os.environ.get("PREFECT_API_URL") or f"http://127.0.0.1:{port}/api"
+    api_url = api_url or os.environ.get("PREFECT_API_URL") or f"http://127.0.0.1:{port}/api"
     found = {"PREFECT_API_URL": api_url}
-    given = os.environ.get("PREFECT_API_AUTH_STRING")
+    given = auth_string or os.environ.get("PREFECT_API_AUTH_STRING")
     if given:
         found["PREFECT_API_AUTH_STRING"] = given
     elif is_local_server(api_url, port):

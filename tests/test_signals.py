@@ -50,6 +50,14 @@ def _ended_cleanly(process: subprocess.Popen[bytes], below: list[int], output: P
     return said
 
 
+def _blocks_sigint(pid: int) -> bool:
+    """Is SIGINT in the process's blocked mask (``SigBlk`` in /proc/PID/status)?"""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
 @pytest.fixture
 def reader() -> Iterator[list[LocalServer]]:
     """Servers a test starts afterwards to read a kept database; stopped at the end."""
@@ -79,6 +87,8 @@ def test_fta_up_stops_cleanly_on_a_group_signal(
         raise
     server = [pid for pid in processes_below(agent.pid) if os.getpgid(pid) != agent.pid]
     assert server  # the server runs in a session of its own: the group signal does not reach it
+    runs = [pid for pid in processes_below(agent.pid) if os.getpgid(pid) == agent.pid]
+    assert runs and all(_blocks_sigint(pid) for pid in runs)  # fta up stops them itself, in order
     below, _ = _stop_group(agent, signum, output)
     said = _ended_cleanly(agent, below, output)
     assert set(server) <= set(below)

@@ -63,7 +63,7 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
             write(source / "cam" / "a.mxf", b"recorded")
             wait_until(  # the rename into place comes before the source's deletion: wait for both
                 lambda: (destination / "cam" / "a.mxf").exists() and not (source / "cam" / "a.mxf").exists(),
-                timeout=120,
+                timeout=240,
                 what="the watch run to move a file",
             )
             assert (data / "prefect" / "prefect.db").exists()  # the server keeps its database in data_path
@@ -174,7 +174,7 @@ def test_a_second_sigterm_does_not_cut_the_stop_short(source: Path, destination:
     agent, output = _start_up(source, destination, tmp_path, port)
     server: list[int] = []
     try:
-        wait_until(lambda: "agent started" in output.read_text(errors="replace"), timeout=120, what="the watch run")
+        wait_until(lambda: "agent started" in output.read_text(errors="replace"), timeout=240, what="the watch run")
         server = _server_pids(agent)
     finally:
         agent.send_signal(signal.SIGTERM)

@@ -221,3 +221,15 @@ def test_a_second_fta_up_on_its_port_is_refused_and_changes_nothing(agent: Agent
     ]
     assert _what_the_agent_has(agent) == before  # its watch run, deployments and configuration untouched
     assert agent.process.poll() is None
+
+
+def test_fta_up_with_an_api_url_that_refuses_it_is_one_line(agent: Agent, tmp_path: Path) -> None:
+    """PREFECT_API_URL at a server that wants a credential this fta up does not have: exit 2 before any write."""
+    (tmp_path / "source").mkdir()
+    options = up_options(tmp_path / "source", tmp_path / "destination", tmp_path / "data", free_port())
+    refused = run_fta(clean_env(PREFECT_API_URL=agent.api), "up", *options)
+    said = (refused.stdout + refused.stderr).strip()
+    assert refused.returncode == 2, said
+    assert said.splitlines() == [
+        f"fta: cannot start: the Prefect API at {agent.api} refused the credential (PREFECT_API_AUTH_STRING)"
+    ]
