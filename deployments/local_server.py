@@ -159,7 +159,9 @@ class LocalServer:
             "PREFECT_UI_API_URL": self.api_url,
             "PREFECT_SERVER_LOGGING_LEVEL": os.environ.get("PREFECT_SERVER_LOGGING_LEVEL", "WARNING"),
         }
-        if self.home is not None:
+        if self.home is None:  # Prefect's own database: its own clean-up rules, as with Prefect's temporary server
+            env.pop("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED")
+        else:
             env["PREFECT_HOME"] = str(self.home)
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{self.home / 'prefect.db'}"
         if not self.ui:
