@@ -1,7 +1,8 @@
 """``fta up``: everything an ingest machine runs, in one command.
 
 Without ``PREFECT_API_URL`` it starts a local Prefect server as a child process (SQLite and Prefect's home in
-``data_path``, bound to 127.0.0.1, analytics off), waits until it answers ``/api/ready``, saves the settings as the
+``data_path``, bound to 127.0.0.1, analytics off, basic auth with the credential kept in ``data_path``: see
+``deployments.local_server``), waits until it answers as its own server, saves the settings as the
 ``TransferConfig`` block ``default`` the first time, registers the served deployments
 
     watch-folder/agent            started at once; runs until stopped
