@@ -288,9 +288,20 @@ def temporary_server() -> Iterator[None]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_API_AUTH_STRING: server.credential}):
             yield
     finally:
+        _send_what_is_queued()
         server.stop()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _send_what_is_queued() -> None:
+    """Prefect sends logs and events from background workers: they reach the server before it stops (5 s at most)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler
+
+    with contextlib.suppress(Exception):  # a server already gone: nothing more to deliver
+        APILogHandler().flush()
+        EventsWorker.drain_all(timeout=5)

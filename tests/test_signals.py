@@ -117,7 +117,9 @@ def test_fta_watch_without_an_api_url_stops_cleanly_on_a_group_signal(
     except BaseException:
         os.killpg(agent.pid, signal.SIGKILL)
         raise
+    assert [pid for pid in processes_below(agent.pid) if os.getpgid(pid) != agent.pid]  # its server: not in the group
     below, _ = _stop_group(agent, signum, output)
-    _ended_cleanly(agent, below, output)
+    said = _ended_cleanly(agent, below, output)
+    assert "Error logging to API" not in said, said[-3000:]  # the server outlived the run: its last lines arrived
     monkeypatch.setenv("PREFECT_HOME", str(home))  # the reader opens the same database
     assert _watch_states(LocalServer(None, free_port()), reader) == ["COMPLETED"]
