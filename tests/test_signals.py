@@ -42,6 +42,19 @@ def _stop_group(process: subprocess.Popen[bytes], signum: signal.Signals, output
     return below, time.monotonic() - started
 
 
+def _abandon(process: subprocess.Popen[bytes]) -> None:
+    """A test that failed before its signal: stop the agent (it stops its own server), kill what is left."""
+    below = processes_below(process.pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    for pid in below:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _ended_cleanly(process: subprocess.Popen[bytes], below: list[int], output: Path) -> str:
     said = output.read_text(errors="replace")
     assert process.returncode == 0, said[-3000:]
@@ -82,13 +95,13 @@ def test_fta_up_stops_cleanly_on_a_group_signal(
     agent = start_up(up_options(source, destination, data, free_port()), output)
     try:
         wait_until(lambda: "agent started" in output.read_text(errors="replace"), timeout=240, what="the watch run")
+        server = [pid for pid in processes_below(agent.pid) if os.getpgid(pid) != agent.pid]
+        assert server  # the server runs in a session of its own: the group signal does not reach it
+        runs = [pid for pid in processes_below(agent.pid) if os.getpgid(pid) == agent.pid]
+        assert runs and all(_blocks_sigint(pid) for pid in runs)  # fta up stops them itself, in order
     except BaseException:
-        os.killpg(agent.pid, signal.SIGKILL)
+        _abandon(agent)
         raise
-    server = [pid for pid in processes_below(agent.pid) if os.getpgid(pid) != agent.pid]
-    assert server  # the server runs in a session of its own: the group signal does not reach it
-    runs = [pid for pid in processes_below(agent.pid) if os.getpgid(pid) == agent.pid]
-    assert runs and all(_blocks_sigint(pid) for pid in runs)  # fta up stops them itself, in order
     below, _ = _stop_group(agent, signum, output)
     said = _ended_cleanly(agent, below, output)
     assert set(server) <= set(below)
@@ -114,10 +127,11 @@ def test_fta_watch_without_an_api_url_stops_cleanly_on_a_group_signal(
     agent = start_up(options, output, clean_env(PREFECT_HOME=str(home)), command="watch")
     try:
         wait_until(lambda: "agent started" in output.read_text(errors="replace"), timeout=240, what="the watch")
+        outside = [pid for pid in processes_below(agent.pid) if os.getpgid(pid) != agent.pid]
+        assert outside  # its server: a group signal does not reach it
     except BaseException:
-        os.killpg(agent.pid, signal.SIGKILL)
+        _abandon(agent)
         raise
-    assert [pid for pid in processes_below(agent.pid) if os.getpgid(pid) != agent.pid]  # its server: not in the group
     below, _ = _stop_group(agent, signum, output)
     said = _ended_cleanly(agent, below, output)
     assert "Error logging to API" not in said, said[-3000:]  # the server outlived the run: its last lines arrived
