@@ -74,7 +74,7 @@ from copier_throughput import (
     print_machine,
 )
 
-from deployments.serve import LocalServer
+from deployments.local_server import LocalServer, basic_auth
 from flows.config import run_in_process
 from fta.copier import hash_file
 from fta.probe import PROBE_PREFIX
@@ -260,7 +260,7 @@ def completed_task_runs(api_url: str, name_like: str) -> int | None:
     request = urllib.request.Request(
         f"{api_url}/task_runs/count",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **basic_auth(os.environ.get("PREFECT_API_AUTH_STRING"))},
         method="POST",
     )
     try:
@@ -743,7 +743,7 @@ def start_server(data_path: Path) -> LocalServer:
     os.environ.update(server.environment())
     started = time.perf_counter()
     server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ.update(server.client_environment())  # its URL and credential
     print(f"server: prefect server start on {server.api_url}, up in {time.perf_counter() - started:.1f} s")
     return server
 
@@ -900,6 +900,7 @@ def run_all(args: argparse.Namespace, workdir: Path, scenarios: list[Scenario], 
 
         import flows.watch_folder  # noqa: F401 - Prefect's flow machinery, which sets its logging up when imported
 
+        assert server.home is not None  # a server with its home in data_path
         console = divert_prefect_console(server.home.parent / "agent-console.log")
         server_log = LogWatch(server.home / "server.log", SERVER_WARNINGS)
         console_log = LogWatch(Path(console.name), CONSOLE_WARNINGS)

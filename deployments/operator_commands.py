@@ -2,20 +2,47 @@
 
 Each reads what the agent published (the ``fta-status`` and ``fta-storage`` artifacts, the watch run's state) and
 prints the seed's shapes with ``--json``, or a readable form without.
+
+Which API, with which credential: ``PREFECT_API_URL``, else the local server of ``fta up`` (127.0.0.1,
+``server_port``); ``PREFECT_API_AUTH_STRING``, else, for that local server only, the credential file in
+``data_path`` (``--data-path``, else ``FTA_DATA_PATH``, else ``.env`` in the working folder, else ``fta-data``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
+from fta.credential import add_client_options
 from fta.health import CRITICAL, OK, WARNING, Health, add_threshold_options, judge, unknown
 from fta.views import files_view, status_view
 
 STORAGE_EXIT = {"OK": 0, "WARNING": 1, "ERROR": 2}
+
+
+@contextlib.contextmanager
+def local_api(data_path: str | None) -> Iterator[None]:
+    """The API to read and its credential (see the module's text), for this process's Prefect client.
+
+    Raises ``fta.credential.CredentialError`` (one line) when the credential file exists but cannot be read.
+    """
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from fta.credential import client_settings
+
+    current = get_current_settings().api  # the environment's and the profile's, or a test's temporary ones
+    auth = current.auth_string.get_secret_value() if current.auth_string is not None else None
+    found = client_settings(data_path, current.url, auth)
+
+    updates: dict[Any, Any] = {PREFECT_API_URL: found["PREFECT_API_URL"]}
+    if "PREFECT_API_AUTH_STRING" in found:
+        updates[PREFECT_API_AUTH_STRING] = found["PREFECT_API_AUTH_STRING"]
+    with temporary_settings(updates=updates):
+        yield
 
 
 def _status_rows() -> list[dict[str, Any]]:
@@ -92,12 +119,13 @@ def storage(as_json: bool, out: TextIO) -> int:
     return STORAGE_EXIT.get(str(body["status"]), 2)
 
 
-def health(warn_gb: float, crit_gb: float, out: TextIO) -> int:
+def health(warn_gb: float, crit_gb: float, out: TextIO, data_path: str | None = None) -> int:
     """Nagios plugin: one line with perfdata; 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
     try:
-        from flows.api_state import observe
+        with local_api(data_path):
+            from flows.api_state import observe
 
-        verdict: Health = judge(observe(), warn_gb, crit_gb)
+            verdict: Health = judge(observe(), warn_gb, crit_gb)
     except Exception as exc:  # the API cannot be read: the plugin does not know
         verdict = unknown(
             f"cannot read the Prefect API: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -110,11 +138,12 @@ def check_fta(argv: Sequence[str] | None = None) -> int:
     """The standalone Nagios plugin ``check_fta`` (same as ``fta health``)."""
     parser = argparse.ArgumentParser(prog="check_fta", description="Nagios check of the File Transfer Agent")
     add_threshold_options(parser)
+    add_client_options(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit:
         return 3  # plugin guidelines: bad usage is UNKNOWN
-    return health(args.warning, args.critical, sys.stdout)
+    return health(args.warning, args.critical, sys.stdout, args.data_path)
 
 
 def main() -> None:  # pragma: no cover - console script

@@ -1,7 +1,8 @@
 """``fta up``: everything an ingest machine runs, in one command.
 
 Without ``PREFECT_API_URL`` it starts a local Prefect server as a child process (SQLite and Prefect's home in
-``data_path``, bound to 127.0.0.1, analytics off), waits until it answers ``/api/ready``, saves the settings as the
+``data_path``, bound to 127.0.0.1, analytics off, basic auth with the credential kept in ``data_path``: see
+``deployments.local_server``), waits until it answers as its own server, saves the settings as the
 ``TransferConfig`` block ``default`` the first time, registers the served deployments
 
     watch-folder/agent            started at once; runs until stopped
@@ -18,15 +19,13 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
+from deployments.local_server import LocalServer, StartError, check_remote_api
 from fta.settings import Settings
 
 log = logging.getLogger("fta.up")
@@ -37,95 +36,6 @@ WATCH = "watch-folder/agent"
 ONCE = "transfer-once/manual"
 REPORT = "storage-report/every-minute"
 REPORT_INTERVAL_SECONDS = 60
-
-
-# The run history is the audit log, so the server must record a burst of copies promptly and completely. Prefect's
-# defaults write each task-run event in a transaction of its own: 2,000 small files left the SQLite server 23 s
-# behind. In batches of up to 500, flushed every second, it is 1-5 s behind with the same 2,000 files (see
-# BENCHMARKS.md). An operator's environment still overrides each of these.
-#
-# The server lives for months on an ingest machine. Prefect removes events after 7 days, but keeps every flow run
-# with its task runs, logs and artifacts unless its flow-run vacuum is on: the storage report alone ends 1,440 flow
-# runs a day. With it, ended flow runs go 90 days after their end (PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD
-# in seconds to change that; ``...ENABLED=events`` keeps them all). The running watch run is never touched.
-SERVER_DEFAULTS = {
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
-    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
-}
-
-
-class LocalServer:
-    """``prefect server start`` as a child process, on loopback, with its database in ``data_path``."""
-
-    def __init__(self, data_path: Path, port: int) -> None:
-        self.home = data_path.resolve() / "prefect"
-        self.port = port
-        self.api_url = f"http://127.0.0.1:{port}/api"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def environment(self) -> dict[str, str]:
-        return {
-            **{name: os.environ.get(name, value) for name, value in SERVER_DEFAULTS.items()},
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(self.port),
-            "PREFECT_UI_API_URL": self.api_url,
-            "PREFECT_SERVER_LOGGING_LEVEL": os.environ.get("PREFECT_SERVER_LOGGING_LEVEL", "WARNING"),
-        }
-
-    def start(self, timeout: float = 90.0) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.environment()}
-        env.pop("PREFECT_API_URL", None)
-        log_file = (self.home / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us; we stop the server ourselves, after the watch run
-        )
-        log_file.close()
-        try:
-            self._wait_until_ready(timeout)
-        except BaseException:  # not ready in time, or a stop (Ctrl-C, SIGTERM) meanwhile: no server left behind
-            self.stop()
-            raise
-
-    def _wait_until_ready(self, timeout: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the Prefect server exited with {self.process.returncode}; see {self.home}/server.log"
-                )
-            if self.ready():
-                return
-            time.sleep(0.25)
-        raise RuntimeError(f"the Prefect server did not answer within {timeout:g} s; see {self.home}/server.log")
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/ready", timeout=2) as answer:
-                return bool(answer.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def ensure_config_block(settings: Settings) -> bool:
@@ -269,7 +179,7 @@ def _alive(pid: int) -> bool:
 
 
 def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
-    """Serve ``deployments`` until Ctrl-C or SIGTERM; on SIGTERM the flow runs end first, then the runner.
+    """Serve ``deployments`` until Ctrl-C or SIGTERM; the flow runs end first, then the runner.
 
     ``prefect.serve`` would do, but its runner answers SIGTERM (systemd's stop, ``docker stop``) by calling its async
     ``stop()`` without awaiting it and exiting from inside the event loop: a RuntimeWarning and an ERROR traceback in
@@ -277,8 +187,9 @@ def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
     (SIGTERM, then SIGKILL at once): the watch run never finished its copies nor reported its end, and stayed
     Running in the API. Here SIGTERM first stops the flow runs (``stop_flow_runs``: SIGTERM and a wait; the watch run
     ends Completed), from a thread so that the runner goes on streaming their output, and then cancels the runner's
-    task, as Ctrl-C does, so its own clean-up runs (pausing the schedules). ``keep``: child processes that are not
-    flow runs (the local server).
+    task, so its own clean-up runs (pausing the schedules). SIGINT (Ctrl-C in a terminal, which reaches the whole
+    process group) is taken the same way: Prefect's own Ctrl-C path cancels the runner at once, which kills the
+    flow runs mid-copy. ``keep``: child processes that are not flow runs (the local server).
     """
     import asyncio
 
@@ -287,9 +198,16 @@ def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
     class AgentRunner(Runner):
         main_task: asyncio.Task[None]  # set before ``start()``, which installs ``handle_sigterm``
 
+        fta_stopping = False
+
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-            signal.signal(signal.SIGTERM, _already_stopping)  # one stop is enough: a second must not cut it short
-            log.info("SIGTERM received, stopping the flow runs")
+            signum = args[0] if args else signal.SIGTERM
+            if self.fta_stopping:  # one stop is enough: a second must not cut it short
+                _already_stopping(signum, None)
+                return
+            self.fta_stopping = True
+            signal.signal(signal.SIGTERM, _already_stopping)
+            log.info("%s received, stopping the flow runs", signal.Signals(signum).name)
             self.stopping = True  # no new flow run from now on (this runs in the loop's thread)
             poller = getattr(self, "_scheduled_run_poller", None)
             if poller is not None:
@@ -313,11 +231,38 @@ def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
         task = asyncio.current_task()
         assert task is not None  # asyncio.run runs this coroutine as a task
         runner.main_task = task
+        # start() installs the handler for SIGTERM only. SIGINT through the loop: it may arrive in another thread
+        # (see sigint_kept_from_flow_runs), and the loop's wakeup then runs the handler at once.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, runner.handle_sigterm, signal.SIGINT)
         await runner.start()
 
-    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # the ways a stop ends the serving
-        asyncio.run(serve())
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError), sigint_kept_from_flow_runs():
+        asyncio.run(serve())  # the ways a stop ends the serving: suppressed above
     log.info("stopped serving; stopping the flow runs")
+
+
+@contextlib.contextmanager
+def sigint_kept_from_flow_runs() -> Iterator[None]:
+    """The flow-run processes started meanwhile do not take Ctrl-C: this process stops them, in order.
+
+    Ctrl-C in a terminal reaches the whole process group: a storage report or a manual run interrupted by it ended
+    Crashed, with a traceback, while this process was about to stop them cleanly anyway. A blocked signal stays
+    blocked across fork and exec, and Python does not unblock it: blocked in the thread that starts the flow-run
+    processes (this one, which runs the event loop), SIGINT stays pending in them. This process still takes it: a
+    thread started before the block keeps SIGINT open, the kernel delivers it there and Python runs the handler in
+    the main thread as always.
+    """
+    receiver = threading.Event()
+    threading.Thread(target=receiver.wait, name="fta-sigint", daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        receiver.set()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -326,44 +271,78 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _already_stopping(signum: int, frame: Any) -> None:
-    log.info("SIGTERM received again; the agent is already stopping")
+    log.info("%s received again; the agent is already stopping", signal.Signals(signum).name)
+
+
+def _start_server(settings: Settings) -> LocalServer:
+    """The local server, known as ours; this process and its flow runs then talk to it with its credential."""
+    server = LocalServer(settings.data_path, settings.server_port)
+    server.prepare()
+    os.environ.update(server.environment())
+    server.start()
+    os.environ.update(server.client_environment())
+    print(f"Prefect server and UI: http://127.0.0.1:{settings.server_port}", flush=True)
+    return server
+
+
+def _prepare(settings: Settings) -> list[Any]:
+    """The saved configuration, its alerts and the deployments, once the API answers."""
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()  # Prefect's console handler, which this process's own lines go to as well
+    logging.getLogger("fta").setLevel(settings.log_level)
+    ensure_config_block(settings)
+    from deployments.alerts import ensure_alerts
+    from flows.config import resolve_settings
+
+    ensure_alerts(resolve_settings(None, CONFIG_BLOCK))  # the saved configuration decides the alerts
+    return build_deployments()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def up(settings: Settings) -> int:
-    """Run the agent with its deployments until Ctrl-C / SIGTERM, which may come at any moment, start-up included."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    """Run the agent with its deployments until Ctrl-C / SIGTERM, which may come at any moment, start-up included.
+
+    Exit 0 after a stop; 2 with one line when it cannot start (port taken, data_path unusable, server down, API
+    unreachable); 1 with one line for any other failure while starting.
+    """
+    previous = {stop: signal.signal(stop, _interrupt) for stop in STOP_SIGNALS}
     server: LocalServer | None = None
     not_flow_runs: set[int] = set()  # children that stop_flow_runs leaves alone: the local server
     stop = threading.Event()
+    code = 0
+    step = "start"
     try:
-        if not os.environ.get("PREFECT_API_URL"):
-            server = LocalServer(settings.data_path, settings.server_port)
-            os.environ.update(server.environment())
-            server.start()
+        if os.environ.get("PREFECT_API_URL"):
+            check_remote_api(os.environ["PREFECT_API_URL"])
+        else:
+            server = _start_server(settings)
             assert server.process is not None  # started
             not_flow_runs.add(server.process.pid)
-            os.environ["PREFECT_API_URL"] = server.api_url
-            print(f"Prefect server and UI: http://127.0.0.1:{settings.server_port}", flush=True)
-        from prefect.logging.configuration import ensure_logging_setup
-
-        ensure_logging_setup()  # Prefect's console handler, which this process's own lines go to as well
-        logging.getLogger("fta").setLevel(settings.log_level)
-        ensure_config_block(settings)
-        from deployments.alerts import ensure_alerts
-        from flows.config import resolve_settings
-
-        ensure_alerts(resolve_settings(None, CONFIG_BLOCK))  # the saved configuration decides the alerts
-        deployments = build_deployments()
+        deployments = _prepare(settings)
         starter = threading.Thread(target=start_watch_run, args=(stop,), name="fta-start-watch", daemon=True)
         starter.start()
+        step = "serve"
         serve_until_stopped(deployments, keep=not_flow_runs)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting: a stop like any other
         log.info("stopped while starting")
+    except StartError as exc:
+        print(f"fta: cannot start: {exc}", file=sys.stderr, flush=True)
+        code = exc.code
+    except Exception as exc:  # the API refused the start-up's writes, an unreadable block, ...
+        print(f"fta: cannot {step}: {_one_line(exc)}", file=sys.stderr, flush=True)
+        code = 1
     finally:
-        signal.signal(signal.SIGTERM, _already_stopping)  # the clean-up below is not cut short by another SIGTERM
+        for signum in STOP_SIGNALS:  # the clean-up below is not cut short by another signal
+            signal.signal(signum, _already_stopping)
         stop.set()
         stop_flow_runs(not_flow_runs)
         if server is not None:
             server.stop()
-        signal.signal(signal.SIGTERM, previous)
-    return 0
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return code

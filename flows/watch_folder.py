@@ -32,30 +32,44 @@ def _cancel_requested() -> bool:
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops the watch the way ``request_stop()`` does, and the run ends Completed.
+    """SIGTERM, and a first SIGINT, stop the watch the way ``request_stop()`` does, and the run ends Completed.
 
     SIGTERM comes from systemd and ``docker stop``, from ``fta up`` stopping its runs and from ``fta watch``'s own
     stop. Prefect's handler would end the run Crashed: the "watch run crashed" alert at every restart of the
     service. Here the loop ends as from Ctrl-C in ``fta watch`` (copies stop between two chunks, temp files are
     removed). A cancel from the UI, which Prefect's runner announces before its SIGTERM, still goes to Prefect's
-    handler and the run ends Cancelled. Signal handlers belong to the main thread: elsewhere nothing changes.
+    handler and the run ends Cancelled. SIGINT reaches the whole process group (Ctrl-C in a terminal, a group-wide
+    stop), flow-run processes of ``fta up`` included: the first is a stop like SIGTERM, a second interrupts at once.
+    Signal handlers belong to the main thread: elsewhere nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGTERM)
+    previous_int = signal.getsignal(signal.SIGINT)
+    stopping = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:
-        if _cancel_requested() and callable(previous):
+        if _cancel_requested() and callable(previous) and not stopping.is_set():
             previous(signum, frame)
             return
+        stopping.set()
+        request_stop()
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous_int)  # a second Ctrl-C: the operator wants out now
+        stopping.set()
         request_stop()
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # After a stop, a SIGTERM that comes while the run reports its end (``fta up`` stops its runs after a group
+        # Ctrl-C reached them) is the same stop: Prefect's handler would turn the ending run Crashed.
+        signal.signal(signal.SIGTERM, handler if stopping.is_set() else previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 @flow(name="watch-folder", persist_result=False, log_prints=False)

@@ -5,7 +5,7 @@
     fta once [settings options]               run transfer_once: move what is in the source now, then end
     fta simulate PATH --size 50MB --seconds 10 [--pause-at 40% --pause-seconds 5] [--count N]
 
-``watch`` and ``once`` talk to the Prefect API at ``PREFECT_API_URL``; without it Prefect starts a temporary local
+``watch`` and ``once`` talk to the Prefect API at ``PREFECT_API_URL``; without it they start a temporary local
 server for the run. They import Prefect; the other commands do not.
 
 Every setting has an option (``--file-stable-time-seconds 5``, ``--no-use-temporary-file``, ...), which overrides
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fta import __version__
+from fta.credential import add_client_options
 from fta.errors import ConfigError
 from fta.health import add_threshold_options
 from fta.logsetup import configure_logging
@@ -103,6 +104,7 @@ def _run_flow(args: argparse.Namespace, once: bool) -> int:
     # Prefect is imported only by the commands that run flows.
     from prefect.exceptions import TerminationSignal
 
+    from deployments.local_server import StartError, temporary_server
     from flows.config import settings_in_process
     from flows.transfer_loop import request_stop
     from flows.transfer_once import transfer_once
@@ -114,8 +116,11 @@ def _run_flow(args: argparse.Namespace, once: bool) -> int:
     try:
         # The settings are handed over in this process, never as the run's parameters (shown in the UI, kept in
         # the API): the webhook URL and its token stay out of both.
-        with settings_in_process(settings):
+        with temporary_server(), settings_in_process(settings):  # the server: one a Ctrl-C to the group misses
             state: Any = transfer_once(return_state=True) if once else watch_folder(return_state=True)
+    except StartError as exc:
+        print(f"fta: cannot start: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except TerminationSignal:
@@ -147,10 +152,11 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
     from deployments import operator_commands as ops
 
     if args.command == "health":
-        return ops.health(args.warning, args.critical, out)
+        return ops.health(args.warning, args.critical, out, args.data_path)
     try:
         handler: Callable[[bool, TextIO], int] = getattr(ops, args.command)
-        return handler(args.json, out)
+        with ops.local_api(args.data_path):
+            return handler(args.json, out)
     except Exception as exc:
         print(f"fta: cannot read the Prefect API: {exc}", file=sys.stderr)
         return 3
@@ -222,9 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--json", action="store_true", help="print the seed's JSON")
+        add_client_options(command)
         command.set_defaults(handler=_operator)
     nagios = commands.add_parser("health", help="Nagios plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
     add_threshold_options(nagios)
+    add_client_options(nagios)
     nagios.set_defaults(handler=_operator)
 
     sim = commands.add_parser("simulate", help="write files that grow like a recorder writes them")

@@ -36,17 +36,18 @@ def api_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[str]:
+def own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A Prefect server for one heavy test alone, so its load cannot spill into the other tests."""
     import socket as sockets
 
-    from deployments.serve import LocalServer
+    from deployments.local_server import LocalServer
 
     with sockets.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     server = LocalServer(tmp_path / "server", port)
     server.start()
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", server.credential)  # the agents below inherit the environment
     try:
         yield server.api_url
     finally:
@@ -199,7 +200,7 @@ def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path, ow
 def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: Path, tmp_path: Path) -> None:
     import socket as sockets
 
-    from deployments.serve import LocalServer
+    from deployments.local_server import LocalServer
 
     with sockets.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -208,7 +209,7 @@ def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: P
     server.start()
     options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.3"]
     options += ["--polling-interval-seconds", "0.2", "--log-file-path", "", "--metrics-port", "0"]
-    env = {**os.environ, "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(tmp_path / "home")}
+    env = {**os.environ, **server.client_environment(), "PREFECT_HOME": str(tmp_path / "home")}
     log_path = tmp_path / "agent.out"
     with (
         log_path.open("wb") as out,

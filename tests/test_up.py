@@ -9,17 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deployments.serve import child_pids
+from fta.credential import CREDENTIAL_FILE
 from tests.conftest import write
 from tests.prefect_helpers import wait_until
+from tests.up_helpers import call
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _cmdline(pid: int) -> str:
@@ -35,10 +36,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def server_settings(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/admin/settings", timeout=10) as answer:
-        settings: dict[str, Any] = json.load(answer)
-    return settings
+def server_settings(port: int, credential: str) -> dict[str, Any]:
+    status, settings = call(f"http://127.0.0.1:{port}/api/admin/settings", credential)
+    assert status == 200
+    return dict(settings)
 
 
 def fta(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
@@ -59,15 +60,16 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
         [sys.executable, "-m", "fta.cli", "up", *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     ) as agent:
         try:
-            api = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
             write(source / "cam" / "a.mxf", b"recorded")
             wait_until(  # the rename into place comes before the source's deletion: wait for both
                 lambda: (destination / "cam" / "a.mxf").exists() and not (source / "cam" / "a.mxf").exists(),
-                timeout=120,
+                timeout=240,
                 what="the watch run to move a file",
             )
             assert (data / "prefect" / "prefect.db").exists()  # the server keeps its database in data_path
-            services = server_settings(port)["server"]["services"]
+            credential = (data / CREDENTIAL_FILE).read_text().strip()
+            api = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_API_AUTH_STRING": credential}
+            services = server_settings(port, credential)["server"]["services"]
             for service in ("task_run_recorder", "event_persister"):  # the run history keeps up with bursts
                 assert services[service]["batch_size"] == 500
                 assert services[service]["flush_interval"] == 1
@@ -95,14 +97,12 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
             )
             assert run.returncode == 0, run.stderr
             wait_until(lambda: (destination / "b.mxf").exists(), timeout=120, what="the manual run or the watch")
-            runs = [
-                pid for pid in child_pids(agent.pid) if "prefect" not in _cmdline(pid) or "server" not in _cmdline(pid)
-            ]
-            assert runs  # the watch run's process
+            runs = [pid for pid in child_pids(agent.pid) if " prefect server start " not in _cmdline(pid)]
         finally:
             agent.send_signal(signal.SIGTERM)
             output, _ = agent.communicate(timeout=120)
     said = output.decode(errors="replace")
+    assert runs, said[-5000:]  # the watch run's process
     assert agent.returncode == 0, said[-3000:]
     assert "SIGTERM received, stopping" in said, said[-3000:]  # this process's own log lines reach the console
     assert "first storage report not started" not in said, said[-3000:]
@@ -172,7 +172,7 @@ def test_a_second_sigterm_does_not_cut_the_stop_short(source: Path, destination:
     agent, output = _start_up(source, destination, tmp_path, port)
     server: list[int] = []
     try:
-        wait_until(lambda: "agent started" in output.read_text(errors="replace"), timeout=120, what="the watch run")
+        wait_until(lambda: "agent started" in output.read_text(errors="replace"), timeout=240, what="the watch run")
         server = _server_pids(agent)
     finally:
         agent.send_signal(signal.SIGTERM)
