@@ -64,6 +64,12 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
     agent = _up(source, destination, data, tmp_path, port)
     said: list[str] = []
 
+    def wait_for_health(code: int, words: str, timeout: float) -> None:
+        try:
+            wait_until(lambda: health_says(code, words), timeout=timeout, what=f"exit {code} with {words!r}")
+        except AssertionError as exc:  # with what the checks said meanwhile
+            raise AssertionError(f"{exc}; the checks said: {said}") from None
+
     def health_says(code: int, words: str) -> bool:
         begun = time.monotonic()
         answer = fta(api, "health", "-w", "0", "-c", "0")
@@ -76,13 +82,13 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
         started = time.monotonic()
         write(source / "before.mxf", b"recorded before")
         wait_until(lambda: not (source / "before.mxf").exists(), timeout=180, what="the first move")
-        wait_until(lambda: health_says(0, "writes recorded"), timeout=180, what=f"health OK: {said[-1:]}")
+        wait_for_health(0, "writes recorded", timeout=180)
         filler = fill_up(data)
         started = time.monotonic()
         names = [f"cam/full{index:02d}.mxf" for index in range(30)]
         for name in names:
             write(source / name, name.encode() * 1000)
-        wait_until(lambda: health_says(2, REFUSED), timeout=60, what=f"CRITICAL: {said[-3:]}")
+        wait_for_health(2, REFUSED, timeout=60)
         refused_after = time.monotonic() - started
         # The filesystem decides what is safe: every file moves, also while nothing reaches the history.
         wait_until(
@@ -94,7 +100,7 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
             assert (destination / name).read_bytes() == name.encode() * 1000
         filler.unlink()
         freed = time.monotonic()
-        wait_until(lambda: health_says(0, "writes recorded"), timeout=90, what=f"OK again: {said[-3:]}")
+        wait_for_health(0, "writes recorded", timeout=90)
         print(f"CRITICAL after {refused_after:.1f} s, OK again {time.monotonic() - freed:.1f} s after freeing:", *said)
     finally:
         agent.send_signal(signal.SIGTERM)
