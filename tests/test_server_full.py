@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from fta.health import REFUSED
 from tests.conftest import Mount, write
@@ -40,6 +43,13 @@ def fill_up(folder: Path) -> Path:
         os.close(fd)
     assert os.statvfs(folder).f_bavail == 0
     return filler
+
+
+def recorded_copies(api_url: str, names: list[str]) -> int:
+    """How many of these files' copies the server recorded as task runs (what the history lost, for the report)."""
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="%full%")), limit=200)
+    return len({run.name for run in runs if any(name in run.name for name in names)})
 
 
 def _up(source: Path, destination: Path, data: Path, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
@@ -85,11 +95,13 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
         wait_for_health(0, "writes recorded", timeout=180)
         filler = fill_up(data)
         started = time.monotonic()
-        names = [f"cam/full{index:02d}.mxf" for index in range(30)]
-        for name in names:
+        names = [f"cam/full{index:02d}.mxf" for index in range(40)]
+        for name in names[:10]:  # these may still find a few free pages in the database file
             write(source / name, name.encode() * 1000)
         wait_for_health(2, REFUSED, timeout=60)
         refused_after = time.monotonic() - started
+        for name in names[10:]:  # these move while the server surely refuses every write
+            write(source / name, name.encode() * 1000)
         # The filesystem decides what is safe: every file moves, also while nothing reaches the history.
         wait_until(
             lambda: all((destination / name).exists() and not (source / name).exists() for name in names),
@@ -98,10 +110,13 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
         )
         for name in names:
             assert (destination / name).read_bytes() == name.encode() * 1000
+        wait_for_health(2, REFUSED, timeout=60)  # and says so for as long as the disk stays full
         filler.unlink()
         freed = time.monotonic()
         wait_for_health(0, "writes recorded", timeout=90)
         print(f"CRITICAL after {refused_after:.1f} s, OK again {time.monotonic() - freed:.1f} s after freeing:", *said)
+        recorded = recorded_copies(api["PREFECT_API_URL"], names[10:])
+        print(f"copies made while the server refused writes recorded in the history: {recorded} of {len(names[10:])}")
     finally:
         agent.send_signal(signal.SIGTERM)
         try:
