@@ -125,7 +125,7 @@ def health(warn_gb: float, crit_gb: float, out: TextIO, data_path: str | None = 
         with local_api(data_path):
             from flows.api_state import observe
 
-            verdict: Health = judge(observe(), warn_gb, crit_gb)
+            verdict: Health = judge(observe(probe=True), warn_gb, crit_gb)
     except Exception as exc:  # the API cannot be read: the plugin does not know
         verdict = unknown(
             f"cannot read the Prefect API: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -1,15 +1,21 @@
 """The agent's state as published in the Prefect API: read back by the storage report and the ``fta`` commands.
 
-No side channel: everything comes from artifacts with stable keys and the flow runs' states.
+No side channel: everything comes from artifacts with stable keys and the flow runs' states; the health check
+also makes one write of its own (``probe_write``), since a server that cannot write still answers every read.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterKey,
@@ -21,13 +27,19 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import ArtifactSort
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-from fta.health import Observed
+from fta.health import Observed, WriteProbe
 
 STATUS_KEY = "fta-status"
 STORAGE_KEY = "fta-storage"
 HEALTH_KEY = "fta-health"
 WATCH_FLOW_NAME = "watch-folder"
+PROBE_PREFIX = "fta-health-probe-"
+PROBE_TIMEOUT_SECONDS = 10.0  # per request; a healthy write and its read back take well under a second
+PROBE_RETRIES = 1  # one more try (2 s later) for a busy SQLite's 503, not Prefect's five, which take a minute
+PROBE_LEFT_SECONDS = 600.0  # another check's probe younger than this may be in use (agents sharing a server)
 VERSIONS_KEPT = 100  # of each keyed artifact: the newest is the state, a few before it are history enough
 
 
@@ -89,8 +101,57 @@ def watch_is_running() -> bool:
     return bool(runs)
 
 
-def observe(storage: dict[str, Any] | None = None, report_age: float | None = None) -> Observed:
-    """What the health verdict needs; ``storage`` given (a report just made) or read from the latest report."""
+def probe_write(timeout: float = PROBE_TIMEOUT_SECONDS, clock: Callable[[], float] = time.monotonic) -> WriteProbe:
+    """Write a new record (a Prefect variable with a name of its own), read it back and delete it.
+
+    A new row each time, so the write needs room the database may not have; refused means the server answered with
+    an error, did not answer within ``timeout``, or did not give the value back. An unreachable server raises (the
+    check cannot know anything then). A probe left behind by a delete that failed is deleted by the next probe.
+    """
+    name = f"{PROBE_PREFIX}{uuid.uuid4().hex[:16]}"
+    value = datetime.now(UTC).isoformat()
+    started = clock()
+    refused: str | None = None
+    with (
+        temporary_settings({PREFECT_CLIENT_MAX_RETRIES: PROBE_RETRIES}),
+        get_client(httpx_settings={"timeout": timeout}, sync_client=True) as client,
+    ):
+        try:
+            client.create_variable(VariableCreate(name=name, value=value))
+            back = client.read_variable_by_name(name)
+            if back is None or back.value != value:
+                refused = "a new record did not read back"
+        except PrefectHTTPStatusError as exc:
+            refused = f"HTTP {exc.response.status_code} {exc.response.reason_phrase}"
+        except httpx.TimeoutException:
+            refused = f"a write had no answer within {timeout:g} s"
+        seconds = clock() - started
+        if refused is None:
+            _remove_probes(client, name)  # after the timing: only the write and its read back are the probe
+    return WriteProbe(refused=refused, seconds=seconds)
+
+
+def _remove_probes(client: Any, own: str) -> None:
+    """Delete this probe's variable and those earlier probes could not delete (the server refused that too).
+
+    Another check's probe is only taken once it is old: checks of several agents sharing a server run at the same
+    minute, and deleting one between its write and its read back would make that check see a lost write.
+    """
+    try:
+        client.delete_variable_by_name(own)
+        for variable in client.read_variables():
+            old = (age_seconds(variable.created) or 0.0) > PROBE_LEFT_SECONDS
+            if variable.name.startswith(PROBE_PREFIX) and old:
+                client.delete_variable_by_name(variable.name)
+    except Exception:  # left for a later probe; the write itself was recorded, which is what the check asks
+        return
+
+
+def observe(storage: dict[str, Any] | None = None, report_age: float | None = None, probe: bool = False) -> Observed:
+    """What the health verdict needs; ``storage`` given (a report just made) or read from the latest report.
+
+    ``probe``: also write a record and read it back (``probe_write``), for a check made from outside the agent.
+    """
     if storage is None:
         rows, written = read_table(STORAGE_KEY)
         storage, report_age = (rows[0] if rows else None), age_seconds(written)
@@ -101,4 +162,5 @@ def observe(storage: dict[str, Any] | None = None, report_age: float | None = No
         watch_running=watch_is_running(),
         pending=sum(row.get("status") in ("Discovered", "Ready", "InQueue", "Copying") for row in status_rows),
         failed=sum(row.get("status") == "Failed" for row in status_rows),
+        write_probe=probe_write() if probe else None,
     )

@@ -19,6 +19,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows import transfer_loop
 from flows.api_state import STATUS_KEY, read_table
+from flows.config import run_in_process
 from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
@@ -125,7 +126,7 @@ def test_hundreds_of_failed_files_are_each_tried_once_however_many_cycles_pass(
     for name in names:
         write(source / name, b"x")
     watcher = Background(
-        lambda: watch_folder(config=config(source, destination, max_retry_attempts=0), return_state=True)
+        lambda: run_in_process(watch_folder, config(source, destination, max_retry_attempts=0), return_state=True)
     )
     wait_until(lambda: sum(attempts.values()) >= len(names), timeout=180, what="every file to be tried")
     let_cycles_pass(scans, 30)  # 3 s: the stable time (0.5 s) passes six times over
@@ -167,7 +168,9 @@ def test_a_file_without_room_waits_alone_while_the_files_that_fit_move(
     small = [f"small/clip{i:02d}.mxf" for i in range(40)]
     for name in small:
         write(source / name, os.urandom(4096))
-    watcher = Background(lambda: watch_folder(config=config(source, nas, max_retry_attempts=0), return_state=True))
+    watcher = Background(
+        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), return_state=True)
+    )
     wait_until(lambda: moved(source, nas, small), timeout=30, what="the small files to move past the big ones")
 
     waiting = "waiting for room: 6291456 bytes needed"
@@ -206,7 +209,7 @@ def test_a_sweep_ends_once_the_file_waiting_for_room_leaves_the_source(source: P
     small = [f"clip{i:02d}.mxf" for i in range(20)]
     for name in small:
         write(source / name, os.urandom(4096))
-    once = Background(lambda: transfer_once(config=config(source, nas), return_state=True))
+    once = Background(lambda: run_in_process(transfer_once, config(source, nas), return_state=True))
     wait_until(lambda: moved(source, nas, small), timeout=30, what="the small files to move past the big one")
     (source / "big.mxf").unlink()
     state = once.result(timeout=60)  # it waited for room for a file that is gone: the wait ended with it
@@ -243,7 +246,9 @@ def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_late
             raise
 
     monkeypatch.setattr(Copier, "_write", another_writer_takes_the_room)
-    watcher = Background(lambda: watch_folder(config=config(source, nas, max_retry_attempts=0), return_state=True))
+    watcher = Background(
+        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), return_state=True)
+    )
     wait_until(lambda: attempts["big.mxf"] == 1 and moved(source, nas, small), timeout=30, what="the small files")
     wait_until(lambda: "waiting for room" in (status_rows().get("big.mxf", {}).get("error") or ""), what="the row")
     assert refused == [errno.ENOSPC]  # in the middle of the write, after the check for room had passed
@@ -270,7 +275,9 @@ def test_when_not_even_the_smallest_file_fits_each_waits_alone_and_is_tried_once
     names = [f"clip{i}.mxf" for i in range(5)]
     for name in names:
         write(source / name, os.urandom(256 * 1024))
-    watcher = Background(lambda: watch_folder(config=config(source, nas, max_retry_attempts=0), return_state=True))
+    watcher = Background(
+        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), return_state=True)
+    )
     wait_until(lambda: all(attempts[n] == 1 for n in names), what="each file to be tried")
     let_cycles_pass(scans, 20)
     assert attempts == Counter(dict.fromkeys(names, 1))  # each waits: no attempt per cycle

@@ -7,7 +7,19 @@ import re
 
 import pytest
 
-from fta.health import CRITICAL, OK, UNKNOWN, WARNING, Observed, add_threshold_options, judge, unknown
+from fta.health import (
+    CRITICAL,
+    OK,
+    REFUSED,
+    SLOW_WRITE_SECONDS,
+    UNKNOWN,
+    WARNING,
+    Observed,
+    WriteProbe,
+    add_threshold_options,
+    judge,
+    unknown,
+)
 
 PLUGIN_LINE = re.compile(r"^FTA (OK|WARNING|CRITICAL|UNKNOWN) - [^|\n]+( \| [^\n]+)?$")
 
@@ -74,3 +86,46 @@ def test_threshold_options() -> None:
     args = parser.parse_args(["-w", "200", "-c", "20"])
     assert (args.warning, args.critical) == (200.0, 20.0)
     assert parser.parse_args([]).warning == 100.0
+
+
+def test_a_recorded_write_is_said_and_measured() -> None:
+    health = judge(seen(write_probe=WriteProbe(refused=None, seconds=0.0421)), warn_gb=100, crit_gb=50)
+    assert health.code == OK
+    assert health.line == (
+        "FTA OK - destination reachable, 512 GB free, watch running, writes recorded"
+        " | dest_free_gb=512;100;50;0; pending=2 failed=1 api_write=1;;;0;1 api_write_s=0.042s;5;;0;"
+    )
+    assert PLUGIN_LINE.match(health.line)
+
+
+def test_a_refused_write_is_critical_and_named_first() -> None:
+    """The server answers reads but does not record: everything else looks fine, and the line says why not."""
+    refused = WriteProbe(refused="HTTP 500 Internal Server Error", seconds=0.3)
+    health = judge(seen(write_probe=refused), warn_gb=100, crit_gb=50)
+    assert health.code == CRITICAL
+    assert health.line.startswith(f"FTA CRITICAL - {REFUSED} (HTTP 500 Internal Server Error) | ")
+    assert "database or disk is full?" in health.line and "not being recorded" in health.line
+    assert "api_write=0;;;0;1" in health.line
+    assert PLUGIN_LINE.match(health.line)
+
+
+def test_a_refused_write_keeps_the_other_problems() -> None:
+    refused = WriteProbe(refused="a write had no answer within 10 s", seconds=10.0)
+    health = judge(seen(write_probe=refused, storage=storage(80.0, "WARNING")), warn_gb=100, crit_gb=50)
+    assert health.code == CRITICAL
+    assert health.problems == [f"{REFUSED} (a write had no answer within 10 s)", "destination free 80 GB < 100 GB"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "code"), [(SLOW_WRITE_SECONDS, OK), (SLOW_WRITE_SECONDS + 0.5, WARNING), (30.0, WARNING)]
+)
+def test_a_slow_write_is_a_warning(seconds: float, code: int) -> None:
+    health = judge(seen(write_probe=WriteProbe(refused=None, seconds=seconds)), warn_gb=100, crit_gb=50)
+    assert health.code == code
+    assert ("to record a write" in health.line) == (code == WARNING)
+
+
+def test_a_slow_write_does_not_soften_a_critical() -> None:
+    health = judge(seen(watch_running=False, write_probe=WriteProbe(None, 9.0)), warn_gb=100, crit_gb=50)
+    assert health.code == CRITICAL
+    assert "watch run is not running" in health.line and "took 9 s to record a write" in health.line

@@ -456,12 +456,13 @@ def prefect_server() -> Iterator[None]:
 
 @pytest.mark.e2e
 def test_transfer_once_moves_a_path_deeper_than_path_max(prefect_server: None, source: Path, destination: Path) -> None:
+    from flows.config import run_in_process
     from flows.transfer_once import transfer_once
     from tests.prefect_helpers import fast_config, runs_by_name
 
     rel = make_deep(source, DEEP, "clip.mxf", b"deep recording")
     write(source / "shallow.mxf", b"shallow")
-    state = transfer_once(config=fast_config(source, destination), return_state=True)
+    state = run_in_process(transfer_once, fast_config(source, destination), return_state=True)
     assert state.is_completed(), state.message
     assert read_deep(destination, rel) == b"deep recording"
     assert read_deep(source, rel) is None
@@ -481,6 +482,7 @@ def race_folder_swaps(
     """Run a watch while ``src/cam1`` and ``dst/cam1`` are swapped for symlinks to outside folders (and back) in a
     tight loop and files are written into the real source folder; then check that nothing outside was touched and
     every file arrived exactly once, whole."""
+    from flows.config import run_in_process
     from flows.transfer_loop import request_stop
     from flows.watch_folder import watch_folder
     from tests.prefect_helpers import Background, fast_config, wait_until
@@ -524,7 +526,7 @@ def race_folder_swaps(
             stop.wait(0.05)
 
     config = fast_config(source, destination, max_retry_attempts=20, max_concurrent_copies=4, file_events=file_events)
-    run = Background(lambda: watch_folder(config=config, return_state=True))
+    run = Background(lambda: run_in_process(watch_folder, config, return_state=True))
     threads = [threading.Thread(target=swapper, daemon=True), threading.Thread(target=writer, daemon=True)]
     for thread in threads:
         thread.start()
