@@ -263,7 +263,9 @@ def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_late
     assert attempts["big.mxf"] == 2
     runs = runs_by_name(state.state_details.flow_run_id, expect=len(small) + 2)
     assert all(kind(run) != "FAILED" for named in runs.values() for run in named)
-    assert "wait for destination" not in runs
+    # The other files moved while the big one waited (above). The guard's probe may have met the disk at its
+    # one full moment (the big temp file before its removal): a short wait for the destination that ended.
+    assert all(kind(run) == "COMPLETED" for run in runs.get("wait for destination", []))
 
 
 @pytest.mark.timeout(180)

@@ -95,7 +95,8 @@ def test_status_and_files_show_what_the_agent_published(source: Path, destinatio
     assert view["pendingFilesCount"] == 0 and view["inProgress"] is None
     assert [done["file"] for done in view["recentlyCompleted"]] == ["good.mxf"]
     assert view["recentlyCompleted"][0]["completedAt"].endswith("Z")
-    assert [(f["file"], "ENOTDIR" in f["error"]) for f in view["failedFiles"]] == [("blocked/x.mxf", True)]
+    blocked = f"{destination / 'blocked'} is not a folder"
+    assert [(f["file"], blocked in f["error"]) for f in view["failedFiles"]] == [("blocked/x.mxf", True)]
     code, out = fta("files", "--json")
     rows = json.loads(out)["files"]
     assert code == 0
@@ -381,7 +382,7 @@ def test_webhook_alerts_for_a_failed_copy_and_low_storage(source: Path, destinat
     wait_until(lambda: any(b.get("alert") == "copy failed" for b in receiver.bodies), what="the copy-failed POST")
     failed = next(b for b in receiver.bodies if b["alert"] == "copy failed")
     assert failed["file"] == "clips/a.mxf"
-    assert "ENOTDIR" in failed["reason"]
+    assert f"{destination / 'clips'} is not a folder" in failed["reason"]
     assert failed["time"]
 
     run_in_process(storage_report, {**config, "storage_warning_gb": 10**9})

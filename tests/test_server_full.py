@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+from fta.credential import read_credential
 from fta.health import REFUSED
 from tests.conftest import Mount, write
 from tests.prefect_helpers import wait_until
@@ -45,9 +46,10 @@ def fill_up(folder: Path) -> Path:
     return filler
 
 
-def recorded_copies(api_url: str, names: list[str]) -> int:
+def recorded_copies(api_url: str, credential: str, names: list[str]) -> int:
     """How many of these files' copies the server recorded as task runs (what the history lost, for the report)."""
-    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+    settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: credential}
+    with temporary_settings(settings), get_client(sync_client=True) as client:
         runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="%full%")), limit=200)
     return len({run.name for run in runs if any(name in run.name for name in names)})
 
@@ -70,7 +72,8 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
     data = tmpfs("64m")
     port = free_port()
     api = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    api |= {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # what an operator's check has: the port and data_path of the agent (its credential is read from there)
+    api |= {"FTA_SERVER_PORT": str(port), "FTA_DATA_PATH": str(data), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     agent = _up(source, destination, data, tmp_path, port)
     said: list[str] = []
 
@@ -78,7 +81,7 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
         try:
             wait_until(lambda: health_says(code, words), timeout=timeout, what=f"exit {code} with {words!r}")
         except AssertionError as exc:  # with what the checks said meanwhile
-            raise AssertionError(f"{exc}; the checks said: {said}") from None
+            raise AssertionError(f"{exc}; the last checks said: {said[-8:]}") from None
 
     def health_says(code: int, words: str) -> bool:
         begun = time.monotonic()
@@ -115,7 +118,9 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
         freed = time.monotonic()
         wait_for_health(0, "writes recorded", timeout=90)
         print(f"CRITICAL after {refused_after:.1f} s, OK again {time.monotonic() - freed:.1f} s after freeing:", *said)
-        recorded = recorded_copies(api["PREFECT_API_URL"], names[10:])
+        credential = read_credential(data)
+        assert credential is not None
+        recorded = recorded_copies(f"http://127.0.0.1:{port}/api", credential, names[10:])
         print(f"copies made while the server refused writes recorded in the history: {recorded} of {len(names[10:])}")
     finally:
         agent.send_signal(signal.SIGTERM)
