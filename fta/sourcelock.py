@@ -95,14 +95,24 @@ def overlap(source: Path, destination: Path | None, other: Entry) -> str | None:
     return None
 
 
-def _open_nofollow(path: Path, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+def _open_in(folder_fd: int, name: str, flags: int) -> int:
+    """``name`` in the lock folder's handle, never through a symlink (the folder is writable for every user)."""
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder_fd)
 
 
-def read_entry(path: Path) -> Entry | None:
-    """The entry in ``path`` (a regular file of at most 64 KiB), None when it cannot be read or understood."""
+@contextlib.contextmanager
+def _folder_handle(folder: Path) -> Iterator[int]:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = _open_nofollow(path, os.O_RDONLY)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _read_entry(folder_fd: int, folder: Path, name: str) -> Entry | None:
+    """The entry ``name`` (a regular file of at most 64 KiB), None when it cannot be read or understood."""
+    try:
+        fd = _open_in(folder_fd, name, os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -110,17 +120,18 @@ def read_entry(path: Path) -> Entry | None:
             return None
         data = json.loads(os.pread(fd, ENTRY_MAX_BYTES, 0).decode(errors="surrogateescape"))
         destination = data.get("destination")
-        return Entry(path, str(data["holder"]), Path(data["source"]), Path(destination) if destination else None)
+        source = Path(data["source"])
+        return Entry(folder / name, str(data["holder"]), source, Path(destination) if destination else None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     finally:
         os.close(fd)
 
 
-def _is_held(path: Path) -> bool | None:
-    """True while a run holds ``path``; False when nobody does; None when it cannot be told (gone, not ours)."""
+def _is_held(folder_fd: int, name: str) -> bool | None:
+    """True while a run holds ``name``; False when nobody does; None when it cannot be told (gone, not ours)."""
     try:
-        fd = _open_nofollow(path, os.O_RDONLY)
+        fd = _open_in(folder_fd, name, os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -134,27 +145,31 @@ def _is_held(path: Path) -> bool | None:
     return False
 
 
+def _entry_names(folder_fd: int) -> list[str]:
+    try:
+        names = os.listdir(folder_fd)
+    except OSError:
+        return []
+    return sorted(name for name in names if name.startswith(ENTRY_PREFIX) and name.endswith(ENTRY_SUFFIX))
+
+
 def entries_in(folder: Path) -> list[Entry]:
     """Every readable entry in ``folder``, held or not."""
-    return [entry for path in sorted(folder.glob(f"{ENTRY_PREFIX}*{ENTRY_SUFFIX}")) if (entry := read_entry(path))]
+    with _folder_handle(folder) as folder_fd:
+        return [entry for name in _entry_names(folder_fd) if (entry := _read_entry(folder_fd, folder, name))]
 
 
-def live_entries(folder: Path, skip: Path | None = None) -> Iterator[Entry]:
+def live_entries(folder_fd: int, folder: Path, skip: str | None = None) -> Iterator[Entry]:
     """The entries of running loops; those nobody holds any more are removed (where this user may) on the way."""
-    try:
-        names = sorted(name for name in os.listdir(folder) if name.startswith(ENTRY_PREFIX))
-    except OSError:
-        return
-    for name in names:
-        path = folder / name
-        if not name.endswith(ENTRY_SUFFIX) or path == skip:
+    for name in _entry_names(folder_fd):
+        if name == skip:
             continue
-        held = _is_held(path)
+        held = _is_held(folder_fd, name)
         if held is False:
             with contextlib.suppress(OSError):  # another user's file in a sticky folder stays; it is ignored
-                os.unlink(path)
+                os.unlink(name, dir_fd=folder_fd)
             continue
-        entry = read_entry(path) if held else None
+        entry = _read_entry(folder_fd, folder, name) if held else None
         if entry is not None:
             yield entry
 
@@ -173,6 +188,8 @@ class SourceLock:
         self.destination = destination
         self.folder = folder or lock_folder()
         self.path: Path | None = None  # this run's entry, once held
+        self._name: str | None = None  # its name in the lock folder
+        self._folder_fd: int | None = None  # the lock folder's handle, kept while the entry is held
         self._replacing = replacing  # this run's current lock, which the new one takes over from: no conflict
         self._fd: int | None = None
         self._conflict: Entry | None = None
@@ -184,39 +201,46 @@ class SourceLock:
         if self._fd is not None or self.unlocked:
             return True
         try:
-            registry = self._open_registry()
+            folder_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
+            return self._without_lock(self.folder, exc)
+        try:
+            registry = self._open_registry(folder_fd)
+        except OSError as exc:
+            os.close(folder_fd)
             return self._without_lock(self.folder / REGISTRY, exc)
         try:
             if not self._wait_for_registry(registry):
                 return False
-            skip = self._replacing.path if self._replacing is not None else None
-            for entry in live_entries(self.folder, skip):
+            skip = self._replacing._name if self._replacing is not None else None
+            for entry in live_entries(folder_fd, self.folder, skip):
                 why = overlap(self.source_root, self.destination, entry)
                 if why is not None:
                     self._conflict, self._why = entry, why
                     return False
             self._conflict = self._why = None
             try:
-                self._register()
+                self._register(folder_fd)
             except OSError as exc:
                 return self._without_lock(self.path or self.folder, exc)
+            self._folder_fd, folder_fd = folder_fd, -1  # kept: the entry is removed through it
             return True
         finally:
             os.close(registry)  # lets go of the registry's flock
+            if folder_fd >= 0:
+                os.close(folder_fd)
 
-    def _open_registry(self) -> int:
+    def _open_registry(self, folder_fd: int) -> int:
         """``fta-sources.lock``, for writing where this user may, else read-only; made (writable for all) if missing."""
-        path = self.folder / REGISTRY
         while True:
             try:
-                return _open_nofollow(path, os.O_RDWR)
+                return _open_in(folder_fd, REGISTRY, os.O_RDWR)
             except FileNotFoundError:
                 pass
             except PermissionError:
-                return _open_nofollow(path, os.O_RDONLY)
+                return _open_in(folder_fd, REGISTRY, os.O_RDONLY)
             try:
-                fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+                fd = _open_in(folder_fd, REGISTRY, os.O_RDWR | os.O_CREAT | os.O_EXCL)
             except FileExistsError:
                 continue  # made by another run in between
             with contextlib.suppress(OSError):
@@ -237,10 +261,10 @@ class SourceLock:
                     return False
                 time.sleep(0.01)
 
-    def _register(self) -> None:
+    def _register(self, folder_fd: int) -> None:
         """This run's entry: made, locked and written while the registry is held, so nobody sees it half-made."""
-        path = self.folder / f"{ENTRY_PREFIX}{secrets.token_hex(8)}{ENTRY_SUFFIX}"
-        fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        name = f"{ENTRY_PREFIX}{secrets.token_hex(8)}{ENTRY_SUFFIX}"
+        fd = _open_in(folder_fd, name, os.O_RDWR | os.O_CREAT | os.O_EXCL)
         try:
             os.fchmod(fd, 0o644)  # readable for every user's runs, whatever the umask
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -252,10 +276,10 @@ class SourceLock:
             os.write(fd, json.dumps(record).encode(errors="surrogateescape"))
         except OSError:
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(name, dir_fd=folder_fd)
             os.close(fd)
             raise
-        self._fd, self.path = fd, path
+        self._fd, self._name, self.path = fd, name, self.folder / name
 
     def _without_lock(self, where: Path, exc: OSError) -> bool:
         log.warning(
@@ -275,11 +299,14 @@ class SourceLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            if self.path is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)  # before letting go: a run that sees it gone never finds it unheld
+            if self._name is not None and self._folder_fd is not None:
+                with contextlib.suppress(OSError):  # before letting go: a run that sees it gone never finds it unheld
+                    os.unlink(self._name, dir_fd=self._folder_fd)
             os.close(self._fd)  # closing the only descriptor lets go of the flock
             self._fd = None
+        if self._folder_fd is not None:
+            os.close(self._folder_fd)
+            self._folder_fd = None
         self.unlocked = False
 
     @property

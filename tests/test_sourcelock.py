@@ -243,6 +243,22 @@ def test_entries_name_the_holder_and_the_folders_and_are_readable_by_all(locks: 
     assert not lock.path.exists()
 
 
+def test_the_entry_is_removed_from_the_folder_it_was_made_in(locks: Path, tree: Path, tmp_path: Path) -> None:
+    """The entry goes through the lock folder's handle: a folder put in the place of the lock folder's path
+    meanwhile (with a file of the entry's name) keeps that file."""
+    lock = SourceLock(tree / "in", tree / "nas", folder=locks)
+    assert lock.acquire() and lock.path is not None
+    name = lock.path.name
+    moved = tmp_path / "moved-locks"
+    locks.rename(moved)
+    locks.mkdir()
+    (locks / name).write_text("somebody else's")
+    lock.release()
+    assert (locks / name).read_text() == "somebody else's"
+    assert not (moved / name).exists()
+    shutil.rmtree(moved)
+
+
 def test_planted_files_are_not_followed_nor_block_a_start(locks: Path, tree: Path, tmp_path: Path) -> None:
     """A symlink or a FIFO dressed as an entry is neither followed nor opened for long; a symlinked registry
     is refused (the run goes on without a lock and says so rather than lock or truncate another file)."""
