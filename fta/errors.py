@@ -34,8 +34,9 @@ class TransferError(Exception):
 class DestinationUnavailable(TransferError):
     """The destination cannot take files now (missing, unmounted, full, read-only, disconnected).
 
-    ``needed_bytes`` is set when the destination is too full for a file: the wait then lasts until that much space
-    is free, not merely until a small write succeeds again.
+    ``needed_bytes`` is set when the destination is too full for this one file (ENOSPC, EDQUOT, or too little free
+    space to begin): that file waits alone until that much space is free, the files that fit go on; only without
+    ``needed_bytes`` (or where the free space cannot be read) is the whole destination waited for.
     """
 
     def __init__(self, message: str, needed_bytes: int | None = None) -> None:
