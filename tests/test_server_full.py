@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from fta.health import REFUSED
 from tests.conftest import Mount, write
 from tests.prefect_helpers import wait_until
 from tests.test_up import free_port, fta
+from tests.up_helpers import stop_agent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -123,11 +123,6 @@ def test_a_full_database_disk_is_critical_within_a_minute_while_files_move(
         recorded = recorded_copies(f"http://127.0.0.1:{port}/api", credential, names[10:])
         print(f"copies made while the server refused writes recorded in the history: {recorded} of {len(names[10:])}")
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(120)
-        finally:
-            if agent.poll() is None:
-                agent.kill()
+        stop_agent(agent)
     output = (tmp_path / "up.out").read_text(errors="replace")
     assert agent.returncode == 0, output[-3000:]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 from fta.credential import CREDENTIAL_FILE
 from tests.prefect_helpers import wait_until
-from tests.up_helpers import call, clean_env, flow_runs, free_port, run_fta, start_up, up_options
+from tests.up_helpers import call, clean_env, flow_runs, free_port, run_fta, start_up, stop_agent, up_options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -70,12 +69,9 @@ def agent() -> Iterator[Agent]:
         wait_until(lambda: "agent started" in running.said(), timeout=240, what="the watch run to start")
         yield running
     finally:
-        process.send_signal(signal.SIGTERM)
         try:
-            process.wait(120)
+            stop_agent(process)
         finally:
-            if process.poll() is None:
-                process.kill()
             shutil.rmtree(base, ignore_errors=True)
 
 

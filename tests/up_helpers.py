@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -87,6 +88,16 @@ def processes_below(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def stop_agent(process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """SIGTERM, as systemd stops it; killed when it has not ended within ``timeout`` (the test fails on its output)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 def alive(pid: int) -> bool:
