@@ -36,7 +36,7 @@ WAKES = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO
 # IN_DELETE is left out: a deleted folder's own watch says IN_IGNORED, and the agent's deletions cost no event.
 MASK = WAKES | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_EXCL_UNLINK
 
-MAX_WATCHES = 100_000  # folders watched at most by one source (the kernel's own limit may come first): ~40 MB here
+MAX_WATCHES = 100_000  # folders watched at most by one source (the kernel's limit may come first): 35-55 MB here
 READ_SIZE = 64 * 1024  # bytes read at once: at least 240 events
 
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, length of the name that follows

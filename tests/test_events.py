@@ -41,7 +41,7 @@ from fta.inotify import (
     Event,
     parse,
 )
-from tests.conftest import write
+from tests.conftest import unmount, write
 
 WAKE_TIMEOUT = 1.5
 
@@ -241,6 +241,25 @@ def test_a_folder_renamed_within_the_source_stays_watched(events: SourceEvents, 
     (source / "archive" / "cam1" / "day1" / "more").mkdir()  # found again from the root by its new names
     assert wakes.wait()
     assert eventually(lambda: watched_inodes(events) == folder_inodes(source))
+
+
+def test_a_folder_mounted_below_itself_is_watched_once(events: SourceEvents, source: Path, wakes: Wakes) -> None:
+    """``source/a/loop`` is a bind mount of the source: endless by path, one folder by identity; the walk ends."""
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    (source / "a" / "loop").mkdir(parents=True)
+    done = subprocess.run(["mount", "--bind", str(source), str(source / "a" / "loop")], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {done.stderr.strip()}")
+    try:
+        assert events.start()
+        assert events.watched == 2  # a/loop opens as the source itself: already watched, not entered again
+        assert watched_inodes(events) == {source.stat().st_ino, (source / "a").stat().st_ino}
+        write(source / "a" / "loop" / "a" / "clip.mxf", b"x")  # the same folder as source/a
+        assert wakes.wait()
+    finally:
+        events.stop()
+        unmount(source / "a" / "loop")
 
 
 def test_deletions_and_renames_away_wake_no_scan(source: Path, tmp_path: Path, wakes: Wakes) -> None:

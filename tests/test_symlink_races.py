@@ -700,7 +700,12 @@ RACE_SECONDS = float(os.environ.get("FTA_RACE_SECONDS", "60"))
 
 
 def race_folder_swaps(
-    source: Path, destination: Path, outside: Path, seconds: float, file_events: bool = False
+    source: Path,
+    destination: Path,
+    outside: Path,
+    seconds: float,
+    file_events: bool = False,
+    monkeypatch: pytest.MonkeyPatch | None = None,
 ) -> tuple[int, int]:
     """Run a watch while ``src/cam1`` and ``dst/cam1`` are swapped for symlinks to outside folders (and back) in a
     tight loop and files are written into the real source folder; then check that nothing outside was touched and
@@ -748,6 +753,17 @@ def race_folder_swaps(
             index += 1
             stop.wait(0.05)
 
+    started: list[Any] = []
+    if file_events and monkeypatch is not None:
+        from fta.events import SourceEvents
+
+        real_start = SourceEvents.start
+
+        def recording_start(events: SourceEvents) -> bool:
+            started.append(events)
+            return real_start(events)
+
+        monkeypatch.setattr(SourceEvents, "start", recording_start)
     config = fast_config(source, destination, max_retry_attempts=20, max_concurrent_copies=4, file_events=file_events)
     run = Background(lambda: run_in_process(watch_folder, config, return_state=True))
     threads = [threading.Thread(target=swapper, daemon=True), threading.Thread(target=writer, daemon=True)]
@@ -755,6 +771,8 @@ def race_folder_swaps(
         thread.start()
     try:
         stop.wait(seconds)
+        if file_events:  # watched all along: started once, never stopped by the swaps
+            assert [events.active for events in started] == [True]
     finally:
         stop.set()
         for thread in threads:
@@ -782,7 +800,9 @@ def race_folder_swaps(
 @pytest.mark.slow
 @pytest.mark.timeout(RACE_SECONDS + 480)
 def test_folder_swaps_raced_against_a_running_watch_reach_nothing_outside(
-    prefect_server: None, source: Path, destination: Path, tmp_path: Path
+    prefect_server: None, source: Path, destination: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    swaps, files = race_folder_swaps(source, destination, tmp_path / "outside", RACE_SECONDS)
+    # With file events on, as by default: their watcher follows the swaps too, and must not reach outside either.
+    outside = tmp_path / "outside"
+    swaps, files = race_folder_swaps(source, destination, outside, RACE_SECONDS, True, monkeypatch)
     print(f"{swaps} swaps of both folders, {files} files written and moved in {RACE_SECONDS:g} s")
