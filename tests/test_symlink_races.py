@@ -7,6 +7,7 @@ races real swaps against a running watch and watches the outside folders with in
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -345,11 +346,6 @@ def test_the_readiness_checks_open_nothing_through_a_symlinked_folder(source: Pa
     assert events == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="file events come from watchfiles, which follows symlinked folders when it adds its inotify watches:"
-    " it lists (never opens a file in, writes or deletes) folders a symlink below the source points to",
-)
 def test_file_events_list_nothing_through_a_symlinked_folder(source: Path, outside: Path) -> None:
     from fta.events import SourceEvents
 
@@ -365,6 +361,233 @@ def test_file_events_list_nothing_through_a_symlinked_folder(source: Path, outsi
         found = watcher.events()
     finally:
         watcher.close()
+    assert found == []
+
+
+def watched_inodes(events: Any) -> set[tuple[int, int]]:
+    """(device, inode) of each folder the kernel watches for ``events`` (read from its inotify instance's fdinfo:
+    the kernel's own list, not the watcher's bookkeeping)."""
+    tree = events._tree
+    assert tree is not None
+    found = set()
+    for line in Path(f"/proc/self/fdinfo/{tree.inotify.fd}").read_text().splitlines():
+        if line.startswith("inotify wd:"):
+            fields = dict(field.split(":", 1) for field in line.split()[1:])
+            device = int(fields["sdev"], 16)
+            found.add((os.makedev(device >> 20, device & 0xFFFFF), int(fields["ino"], 16)))
+    return found
+
+
+def real_folders(top: Path) -> set[tuple[int, int]]:
+    """(device, inode) of ``top`` and every folder below it, symlinks never followed (the walk opens them: take
+    this of an outside folder before watching it)."""
+    found = set()
+    for folder, _, _ in os.walk(top):
+        st = os.stat(folder, follow_symlinks=False)
+        found.add((st.st_dev, st.st_ino))
+    return found
+
+
+def test_file_events_watch_nothing_behind_a_symlink_to_the_whole_filesystem(source: Path) -> None:
+    """``src/cam1 -> /``: only the source's own folders are watched (the walk does not even start out there)."""
+    from fta.events import SourceEvents
+
+    (source / "cam2" / "day1").mkdir(parents=True)
+    (source / "cam1").symlink_to("/", target_is_directory=True)
+    woke = threading.Event()
+    events = SourceEvents(source, woke.set)
+    try:
+        assert events.start()
+        assert watched_inodes(events) == real_folders(source)
+        assert events.watched == 3
+        (source / "cam2" / "root").symlink_to("/", target_is_directory=True)  # one made while watching
+        (source / "cam3").mkdir()
+        assert woke.wait(5)
+        deadline = time.monotonic() + 5
+        while events.watched != 4 and time.monotonic() < deadline:
+            woke.wait(0.01)
+        assert watched_inodes(events) == real_folders(source)
+        assert events.watched == 4
+    finally:
+        events.stop()
+
+
+def test_file_events_do_not_follow_a_folder_swapped_between_listing_and_opening(
+    source: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk listed ``cam1`` as a folder; before it opens it, ``cam1`` is a symlink to an outside folder."""
+    import fta.inotify
+    from fta.events import SourceEvents
+
+    (source / "cam1" / "day1").mkdir(parents=True)
+    real_list = fta.inotify._subfolders
+    swapped: list[Path] = []
+
+    def list_then_swap(fd: int, most: int) -> list[str]:
+        names = real_list(fd, most)
+        if "cam1" in names and not swapped:
+            swapped.append(swap_for_symlink(source / "cam1", outside / "cam1"))
+        return names
+
+    monkeypatch.setattr(fta.inotify, "_subfolders", list_then_swap)
+    outside_folders = real_folders(outside)
+    watcher = Inotify()
+    watcher.watch_tree(outside)
+    events = SourceEvents(source, lambda: None)
+    try:
+        assert events.start()
+        assert swapped
+        assert not watched_inodes(events) & outside_folders
+        # The real folder, renamed to cam1-aside in the source, is watched once its rename is read.
+        deadline = time.monotonic() + 5
+        while watched_inodes(events) != real_folders(source) and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+        assert watched_inodes(events) == real_folders(source)
+        found = watcher.events()
+    finally:
+        events.stop()
+        watcher.close()
+    assert found == []
+
+
+def test_file_events_watch_the_folder_opened_even_if_its_name_is_swapped_before_the_watch(
+    source: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the open and the watch, ``cam1`` becomes a symlink: the watch goes on the folder opened (through
+    its handle), never on what the name leads to now."""
+    import fta.inotify
+    from fta.events import SourceEvents
+
+    (source / "cam1").mkdir()
+    real_add = fta.inotify._libc_add_watch
+    swapped: list[Path] = []
+    watched_then: list[int] = []
+
+    def swap_then_watch(fd: int, path: bytes, mask: int) -> int:
+        swap = not swapped and (source / "cam1").exists() and os.path.samefile(path, source / "cam1")
+        if swap:
+            swapped.append(swap_for_symlink(source / "cam1", outside / "cam1"))
+        wd = real_add(fd, path, mask)
+        if swap:  # what the kernel watches under that wd, right now (the rename is handled later)
+            lines = Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+            watched_then.extend(int(line.split(" ino:")[1].split()[0], 16) for line in lines if f"wd:{wd} " in line)
+        return wd
+
+    monkeypatch.setattr(fta.inotify, "_libc_add_watch", swap_then_watch)
+    outside_folders = real_folders(outside)
+    watcher = Inotify()
+    watcher.watch_tree(outside)
+    events = SourceEvents(source, lambda: None)
+    try:
+        assert events.start()
+        assert swapped
+        assert watched_then == [swapped[0].stat().st_ino]  # the folder opened, now named cam1-aside
+        assert not watched_inodes(events) & outside_folders
+        found = watcher.events()
+    finally:
+        events.stop()
+        watcher.close()
+    assert found == []
+
+
+def test_file_events_do_not_follow_a_new_folder_swapped_before_it_is_watched(
+    source: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder made while watching is a symlink by the time its event is handled: not followed, the watch goes on."""
+    import fta.inotify
+    from fta.events import SourceEvents
+
+    real_open = fta.inotify._open_child
+    swapped: list[Path] = []
+
+    def swap_then_open(fd: int, name: bytes) -> int | None:
+        if name == b"cam1" and not swapped:
+            swapped.append(swap_for_symlink(source / "cam1", outside / "cam1"))
+        return real_open(fd, name)
+
+    monkeypatch.setattr(fta.inotify, "_open_child", swap_then_open)
+    outside_folders = real_folders(outside)
+    watcher = Inotify()
+    watcher.watch_tree(outside)
+    woke = threading.Event()
+    events = SourceEvents(source, woke.set)
+    try:
+        assert events.start()
+        (source / "cam1").mkdir()
+        assert woke.wait(5)
+        deadline = time.monotonic() + 5
+        while not swapped and time.monotonic() < deadline:
+            woke.wait(0.01)
+        assert swapped
+        write(source / "next.mxf", b"x")  # events still come
+        woke.clear()
+        assert woke.wait(5)
+        assert events.active
+        assert watched_inodes(events) <= real_folders(source)
+        assert not watched_inodes(events) & outside_folders
+        found = watcher.events()
+    finally:
+        events.stop()
+        watcher.close()
+    assert found == []
+
+
+def test_file_events_raced_against_folder_swaps_reach_nothing_outside(source: Path, outside: Path) -> None:
+    """``src/cam1`` exchanged with a symlink to an outside folder hundreds of times while folders are made in it
+    and the watch follows them: the kernel never watches an outside folder and inotify there records nothing."""
+    from fta.events import SourceEvents
+
+    (source / "cam1").mkdir()
+    (source / ".swap").symlink_to(outside / "cam1", target_is_directory=True)
+    for index in range(5):
+        (outside / "cam1" / f"new{index}").mkdir()
+    outside_folders = real_folders(outside)
+    watcher = Inotify()
+    watcher.watch_tree(outside)
+    events = SourceEvents(source, lambda: None, step_ms=5)
+    stop = threading.Event()
+    seen_outside: list[set[tuple[int, int]]] = []
+    real_cam1 = os.open(source / "cam1", os.O_RDONLY | os.O_DIRECTORY)
+    swaps = [0]
+
+    def swapper() -> None:
+        while not stop.is_set():
+            exchange(source, "cam1", ".swap")
+            swaps[0] += 1
+            exchange(source, "cam1", ".swap")
+            time.sleep(0.001)
+
+    def maker() -> None:
+        index = 0
+        while not stop.is_set():
+            name = f"new{index % 5}"
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, dir_fd=real_cam1)
+            os.rmdir(name, dir_fd=real_cam1)
+            index += 1
+
+    try:
+        assert events.start()
+        threads = [threading.Thread(target=swapper, daemon=True), threading.Thread(target=maker, daemon=True)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            overlap = watched_inodes(events) & outside_folders
+            if overlap:
+                seen_outside.append(overlap)
+            stop.wait(0.005)
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        found = watcher.events()
+    finally:
+        stop.set()
+        events.stop()
+        watcher.close()
+        os.close(real_cam1)
+    assert swaps[0] > 100
+    assert seen_outside == []
     assert found == []
 
 
@@ -477,7 +700,12 @@ RACE_SECONDS = float(os.environ.get("FTA_RACE_SECONDS", "60"))
 
 
 def race_folder_swaps(
-    source: Path, destination: Path, outside: Path, seconds: float, file_events: bool = False
+    source: Path,
+    destination: Path,
+    outside: Path,
+    seconds: float,
+    file_events: bool = False,
+    monkeypatch: pytest.MonkeyPatch | None = None,
 ) -> tuple[int, int]:
     """Run a watch while ``src/cam1`` and ``dst/cam1`` are swapped for symlinks to outside folders (and back) in a
     tight loop and files are written into the real source folder; then check that nothing outside was touched and
@@ -525,6 +753,17 @@ def race_folder_swaps(
             index += 1
             stop.wait(0.05)
 
+    started: list[Any] = []
+    if file_events and monkeypatch is not None:
+        from fta.events import SourceEvents
+
+        real_start = SourceEvents.start
+
+        def recording_start(events: SourceEvents) -> bool:
+            started.append(events)
+            return real_start(events)
+
+        monkeypatch.setattr(SourceEvents, "start", recording_start)
     config = fast_config(source, destination, max_retry_attempts=20, max_concurrent_copies=4, file_events=file_events)
     run = Background(lambda: run_in_process(watch_folder, config, return_state=True))
     threads = [threading.Thread(target=swapper, daemon=True), threading.Thread(target=writer, daemon=True)]
@@ -532,6 +771,8 @@ def race_folder_swaps(
         thread.start()
     try:
         stop.wait(seconds)
+        if file_events:  # watched all along: started once, never stopped by the swaps
+            assert [events.active for events in started] == [True]
     finally:
         stop.set()
         for thread in threads:
@@ -559,7 +800,9 @@ def race_folder_swaps(
 @pytest.mark.slow
 @pytest.mark.timeout(RACE_SECONDS + 480)
 def test_folder_swaps_raced_against_a_running_watch_reach_nothing_outside(
-    prefect_server: None, source: Path, destination: Path, tmp_path: Path
+    prefect_server: None, source: Path, destination: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    swaps, files = race_folder_swaps(source, destination, tmp_path / "outside", RACE_SECONDS)
+    # With file events on, as by default: their watcher follows the swaps too, and must not reach outside either.
+    outside = tmp_path / "outside"
+    swaps, files = race_folder_swaps(source, destination, outside, RACE_SECONDS, True, monkeypatch)
     print(f"{swaps} swaps of both folders, {files} files written and moved in {RACE_SECONDS:g} s")
