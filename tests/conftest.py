@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +55,16 @@ def _no_stop_carried_over() -> Iterator[None]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A folder (0755) that another user can reach: pytest keeps its own temp tree private (0700), and resets it
+    to that whenever a worker process makes its part of the tree."""
+    folder = Path(tempfile.mkdtemp(prefix="fta-test-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

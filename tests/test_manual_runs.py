@@ -40,7 +40,7 @@ serve(*[d for d in build_deployments() if d.name in ("agent", "manual")], print_
 
 @pytest.fixture(scope="module")
 def api_url() -> Iterator[str]:
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield str(PREFECT_API_URL.value())
 
 

@@ -31,7 +31,7 @@ SLOW_AGENT = slow_agent(0.02)
 def api_url() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield str(PREFECT_API_URL.value())
 
 
@@ -46,7 +46,7 @@ def own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     server = LocalServer(tmp_path / "server", port)
-    server.start()
+    server.start(timeout=180)
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", server.credential)  # the agents below inherit the environment
     try:
         yield server.api_url
@@ -158,22 +158,20 @@ def test_hostile_names_and_special_files(source: Path, destination: Path, tmp_pa
     assert left == ["empty.mxf", "link.mxf", "linkdir", "pipe.mxf", "sock.mxf"]
 
 
-def test_unreadable_file_fails_alone_as_an_unprivileged_agent(tmp_path: Path, own_server: str) -> None:
+def test_unreadable_file_fails_alone_as_an_unprivileged_agent(public_tmp: Path, own_server: str) -> None:
     """Root reads everything, so the agent runs as ``nobody`` here: the one file it cannot read stays and fails."""
     import shutil
 
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run the agent as an unprivileged user")
-    base = tmp_path / "unprivileged"
+    base = public_tmp / "unprivileged"
     source, destination, home = base / "source", base / "destination", base / "home"
     for folder in (source, destination, home):
         folder.mkdir(parents=True)
     readable = write(source / "ok.mxf", b"readable")
     secret = write(source / "secret.mxf", b"root only")
     secret.chmod(0o600)
-    for path in (base, tmp_path, *tmp_path.parents):
-        if path != Path("/"):
-            path.chmod(path.stat().st_mode | 0o005)  # nobody may traverse to it
+    base.chmod(0o755)
     for path in (source, destination, home):
         path.chmod(0o777)
     readable.chmod(0o666)
@@ -206,7 +204,7 @@ def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: P
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     server = LocalServer(tmp_path / "server", port)
-    server.start()
+    server.start(timeout=180)
     options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.3"]
     options += ["--polling-interval-seconds", "0.2", "--log-file-path", "", "--metrics-port", "0"]
     env = {**os.environ, **server.client_environment(), "PREFECT_HOME": str(tmp_path / "home")}
@@ -227,7 +225,7 @@ def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: P
             )
             assert health.returncode == 3 and health.stdout.startswith("FTA UNKNOWN - "), health.stdout
             write(source / "during.mxf", b"during")  # no task run can be recorded now: it waits in the source
-            server.start()
+            server.start(timeout=180)
             write(source / "after.mxf", b"after")
             wait_until((destination / "after.mxf").exists, timeout=180, what="a file moved after the restart")
             wait_until((destination / "during.mxf").exists, timeout=180, what="the file written during the outage")

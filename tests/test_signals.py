@@ -82,7 +82,7 @@ def reader() -> Iterator[list[LocalServer]]:
 
 def _watch_states(server: LocalServer, readers: list[LocalServer]) -> list[str]:
     readers.append(server)
-    server.start()
+    server.start(timeout=180)
     return [run["state"]["type"] for run in flow_runs(server.api_url, server.credential, "watch-folder")]
 
 
