@@ -299,9 +299,7 @@ def temporary_server() -> Iterator[None]:
 
 def _send_what_is_queued() -> None:
     """Prefect sends logs and events from background workers: they reach the server before it stops (5 s at most)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogHandler
+    from flows.prefect_internals import send_queued_records
 
     with contextlib.suppress(Exception):  # a server already gone: nothing more to deliver
-        APILogHandler().flush()
-        EventsWorker.drain_all(timeout=5)
+        send_queued_records(timeout=5)

@@ -193,47 +193,43 @@ def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:
     """
     import asyncio
 
-    from prefect.runner import Runner
+    from flows.prefect_internals import runner_with_own_sigterm, stop_taking_runs
 
-    class AgentRunner(Runner):
-        main_task: asyncio.Task[None]  # set before ``start()``, which installs ``handle_sigterm``
+    main_task: asyncio.Task[None] | None = None  # set before ``start()``, which installs the SIGTERM handler
+    stopping = False
 
-        fta_stopping = False
+    def on_stop(signum: int) -> None:
+        nonlocal stopping
+        if stopping:  # one stop is enough: a second must not cut it short
+            _already_stopping(signum, None)
+            return
+        stopping = True
+        signal.signal(signal.SIGTERM, _already_stopping)
+        log.info("%s received, stopping the flow runs", signal.Signals(signum).name)
+        stop_taking_runs(runner)  # no new flow run from now on (this runs in the loop's thread)
+        threading.Thread(target=runs_then_runner, name="fta-stop", daemon=True).start()
 
-        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-            signum = args[0] if args else signal.SIGTERM
-            if self.fta_stopping:  # one stop is enough: a second must not cut it short
-                _already_stopping(signum, None)
-                return
-            self.fta_stopping = True
-            signal.signal(signal.SIGTERM, _already_stopping)
-            log.info("%s received, stopping the flow runs", signal.Signals(signum).name)
-            self.stopping = True  # no new flow run from now on (this runs in the loop's thread)
-            poller = getattr(self, "_scheduled_run_poller", None)
-            if poller is not None:
-                poller.stopping = True
-            threading.Thread(target=self._runs_then_runner, name="fta-stop", daemon=True).start()
+    def runs_then_runner() -> None:
+        try:
+            stop_flow_runs(keep)
+        finally:
+            task = main_task
+            assert task is not None  # a stop comes through the handlers that serve() installs once it runs
+            task.get_loop().call_soon_threadsafe(task.cancel)  # wakes the loop; the cancellation runs in it
 
-        def _runs_then_runner(self) -> None:
-            try:
-                stop_flow_runs(keep)
-            finally:
-                task = self.main_task
-                task.get_loop().call_soon_threadsafe(task.cancel)  # wakes the loop; the cancellation runs in it
-
-    runner = AgentRunner(pause_on_shutdown=True)
+    runner = runner_with_own_sigterm(on_stop, pause_on_shutdown=True)
     for deployment in deployments:
         runner.add_deployment(deployment)
     served = "\n".join(f"  {deployment.flow_name}/{deployment.name}" for deployment in deployments)
     print(f"Serving the deployments (start one with: prefect deployment run <name>):\n{served}", flush=True)
 
     async def serve() -> None:
-        task = asyncio.current_task()
-        assert task is not None  # asyncio.run runs this coroutine as a task
-        runner.main_task = task
+        nonlocal main_task
+        main_task = asyncio.current_task()
+        assert main_task is not None  # asyncio.run runs this coroutine as a task
         # start() installs the handler for SIGTERM only. SIGINT through the loop: it may arrive in another thread
         # (see sigint_kept_from_flow_runs), and the loop's wakeup then runs the handler at once.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, runner.handle_sigterm, signal.SIGINT)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_stop, signal.SIGINT)
         await runner.start()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError), sigint_kept_from_flow_runs():

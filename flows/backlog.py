@@ -6,13 +6,15 @@ faster than those threads send: over 10,000 transfers the queue grew to 5,400 ev
 what is still queued when the process dies is missing from the history, which is the audit log. So the transfer loop
 submits no copy while more than ``MAX_UNSENT`` records wait, and the history keeps pace with the copies.
 
-Prefect has no public API for the queue lengths; this reads its services' queues and says 0 when they change shape.
+Prefect has no public API for the queue lengths: ``flows.prefect_internals`` reads its services' queues, and this
+says 0 when they change shape.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+
+from flows import prefect_internals
 
 log = logging.getLogger("fta.loop")
 
@@ -22,13 +24,7 @@ MAX_UNSENT = 600  # records: about 150 small files' worth, sent in well under a 
 def unsent_records() -> int:
     """Events and log records queued in this process for the Prefect server."""
     try:
-        from prefect._internal.concurrency.services import _QueueServiceBase
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
-
-        registry: Any = _QueueServiceBase
-        services: list[Any] = list(registry._instances.values())
-        return sum(service._queue.qsize() for service in services if isinstance(service, EventsWorker | APILogWorker))
+        return prefect_internals.unsent_records()
     except Exception as exc:  # a Prefect release that keeps its queues elsewhere: no throttling, said once
         if not getattr(unsent_records, "warned", False):
             setattr(unsent_records, "warned", True)  # noqa: B010

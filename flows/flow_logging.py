@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from flows.prefect_internals import api_log_handlers
 from fta.logsetup import configure_logging
 from fta.settings import Settings
 
@@ -25,7 +26,7 @@ from fta.settings import Settings
 def flow_logging(settings: Settings) -> Iterator[None]:
     configure_logging(settings, console=False)
     ours = logging.getLogger("fta")
-    added = [h for h in logging.getLogger("prefect.extra").handlers if h not in ours.handlers]
+    added = [h for h in api_log_handlers() if h not in ours.handlers]
     for handler in added:
         ours.addHandler(handler)
     task_runs = logging.getLogger("prefect.task_runs")

@@ -36,6 +36,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.api_state import STATUS_KEY, prune_versions
 from flows.backlog import MAX_UNSENT, unsent_records
 from flows.housekeeping import ensure_shared_limit, remove_stale_temp_files, serve_metrics
+from flows.prefect_internals import close_task_runner, release_run_results, start_task_runner
 from flows.status_publisher import StatusPublisher
 from fta import metrics
 from fta.board import IN_FLIGHT, TransferBoard
@@ -404,9 +405,7 @@ class TransferLoop:
         """A fresh thread pool (the old one has no task left: closing it cancels nothing)."""
         if old is not None:
             self._drain(old, stop_copies=False)
-        runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=self.settings.max_concurrent_copies)
-        runner.__enter__()
-        return runner
+        return start_task_runner(self.settings.max_concurrent_copies)
 
     def _submit(self, runner: ThreadPoolTaskRunner[Any]) -> int:
         capacity = 2 * self.settings.max_concurrent_copies - len(self._futures)
@@ -487,7 +486,7 @@ class TransferLoop:
         if runner is not None:
             while True:
                 try:
-                    runner.__exit__(None, None, None)
+                    close_task_runner(runner)
                     break
                 except (KeyboardInterrupt, ExternalSignal):
                     continue
@@ -502,9 +501,7 @@ class TransferLoop:
         remove_stale_temp_files(self.settings, self.runtime.copier)
 
     def _release_results(self) -> None:
-        context = FlowRunContext.get()
-        if context is not None:
-            context.run_results.clear()
+        release_run_results()
 
     def _publish(self, force: bool = False) -> None:
         """The status artifact (stable key), when something changed, at most about once a second."""

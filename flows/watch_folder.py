@@ -15,19 +15,11 @@ from prefect.states import Failed
 
 from flows.config import run_settings
 from flows.flow_logging import flow_logging
+from flows.prefect_internals import cancel_requested
 from flows.transfer_loop import TransferLoop, request_stop
 from fta.scope import ScopeRefused, parse_scope
 
 log = logging.getLogger("fta.loop")
-
-
-def _cancel_requested() -> bool:
-    """Did Prefect's runner say "cancel" (a cancel from the UI or the CLI) before it sent this SIGTERM?"""
-    try:
-        from prefect._internal.control_listener import get_intent
-    except ImportError:  # pragma: no cover - a Prefect without the control channel
-        return False
-    return get_intent() == "cancel"
 
 
 @contextmanager
@@ -50,7 +42,7 @@ def stop_on_sigterm() -> Iterator[None]:
     stopping = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:
-        if _cancel_requested() and callable(previous) and not stopping.is_set():
+        if cancel_requested() and callable(previous) and not stopping.is_set():
             previous(signum, frame)
             return
         stopping.set()
