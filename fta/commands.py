@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fta.errors import ConfigError
-from fta.probe import probe_destination
+from fta.probe import Destination, probe_destination
 from fta.settings import Settings, describe_settings, load_settings
 from fta.simulator import GrowthPlan, numbered, parse_fraction, parse_size, simulate
 
@@ -60,7 +60,7 @@ def check_config(args: argparse.Namespace, out: TextIO) -> int:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}", file=out)
-    probe = probe_destination(settings.destination_path, settings.require_mount, settings.destination_marker)
+    probe = probe_destination(Destination.of(settings))
     if probe.ok:
         free = (probe.free_bytes or 0) / 1e9
         print(f"\nconfiguration OK; destination reachable, {free:.1f} GB free", file=out)
