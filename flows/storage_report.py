@@ -18,7 +18,7 @@ from flows.config import run_settings
 from flows.flow_logging import flow_logging
 from fta.board import iso
 from fta.health import judge
-from fta.probe import probe_with_timeout
+from fta.probe import Destination, probe_with_timeout
 from fta.storage import storage_report as measure
 from tasks.guard import PROBE_TIMEOUT_SECONDS, emit
 
@@ -32,9 +32,7 @@ def storage_report() -> dict[str, Any]:
     No parameters: its settings are the agent's own (``flows.config``), never a run's."""
     settings, _ = run_settings()
     with flow_logging(settings):
-        probe = probe_with_timeout(
-            settings.destination_path, settings.require_mount, settings.destination_marker, PROBE_TIMEOUT_SECONDS
-        )
+        probe = probe_with_timeout(Destination.of(settings), PROBE_TIMEOUT_SECONDS)
         report = measure(settings.source_path, probe, settings.storage_warning_gb)
         body = report.as_seed_json()
         row = {**body, "reason": report.reason, "checkedAt": iso(datetime.now(UTC))}

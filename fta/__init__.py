@@ -16,6 +16,8 @@ Modules, one concern each:
     storage    free space of source and destination, the seed's storage status
     logsetup   console / rotating file / JSON / syslog logging
     simulator  the File Growth Simulator: files that grow like a recorder writes them
+    commands   the ``fta`` commands without Prefect (check-config, simulate, the settings options); the command
+               line itself is ``deployments/cli.py``, above the flows it runs
 """
 
 __version__ = "0.1.0"

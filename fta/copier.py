@@ -58,7 +58,7 @@ from fta.errors import (
     map_os_error,
 )
 from fta.openfiles import is_open_for_writing
-from fta.probe import ProbeResult, open_checked_root, probe_destination, root_trouble
+from fta.probe import Destination, ProbeResult, open_checked_root, probe_destination, root_trouble
 from fta.renamer import NoReplaceMover
 from fta.settings import Settings
 from fta.stability import Clock, FileSig
@@ -148,12 +148,11 @@ class Copier:
         self.settings = settings
         self.source_root = settings.source_path
         self.destination_root = settings.destination_path
+        self.destination = Destination.of(settings)
         self.owner = paths.agent_id(self.source_root)
         self._clock = clock
         self._mover = mover or NoReplaceMover()
-        self._probe = probe or (
-            lambda: probe_destination(self.destination_root, settings.require_mount, settings.destination_marker)
-        )
+        self._probe = probe or (lambda: probe_destination(self.destination))
         self._chunk_size = chunk_size
         self._progress_interval = progress_interval
 
@@ -298,8 +297,7 @@ class Copier:
         Asked of every copy: the guard's probe is not asked again within a polling interval, and copies already
         queued when the share went away must not write into the bare mount point.
         """
-        settings = self.settings
-        fd, trouble = open_checked_root(self.destination_root, settings.require_mount, settings.destination_marker)
+        fd, trouble = open_checked_root(self.destination)
         if fd is None:
             raise DestinationUnavailable(trouble or "destination unavailable")
         return fd
@@ -307,9 +305,8 @@ class Copier:
     def _check_root(self, root_fd: int) -> None:
         """Before the delete: the root at its path is still usable, and still the very folder written to (a share
         unmounted meanwhile leaves our handle on the detached filesystem and the bare mount point at the path)."""
-        settings = self.settings
         root = self.destination_root
-        trouble = root_trouble(root, settings.require_mount, settings.destination_marker)
+        trouble = root_trouble(self.destination)
         if trouble is None:
             try:
                 if not handles.same_file(os.stat(root), os.fstat(root_fd)):

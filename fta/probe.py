@@ -16,8 +16,26 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fta.settings import Settings
 
 PROBE_PREFIX = ".fta-probe-"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """The destination root and what must hold of it before files go in (the probe's and the copier's question)."""
+
+    root: Path
+    require_mount: bool = False
+    marker: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Destination:
+        """The destination the settings describe: ``destination_path``, ``require_mount``, ``destination_marker``."""
+        return cls(settings.destination_path, settings.require_mount, settings.destination_marker)
 
 
 @dataclass(frozen=True)
@@ -58,10 +76,11 @@ def is_mount_point(fd: int) -> bool:
     return here.st_dev != parent.st_dev or here.st_ino == parent.st_ino
 
 
-def handle_trouble(fd: int, root: Path, require_mount: bool = False, marker: str | None = None) -> str | None:
-    """The mount and marker checks of ``root_trouble``, asked of the root's handle (``root`` names it)."""
+def handle_trouble(fd: int, destination: Destination) -> str | None:
+    """The mount and marker checks of ``root_trouble``, asked of the root's handle (``destination.root`` names it)."""
+    root, marker = destination.root, destination.marker
     try:
-        if require_mount and not is_mount_point(fd):
+        if destination.require_mount and not is_mount_point(fd):
             return f"destination root {root} is not a mount point (is the share mounted?)"
         if marker is not None:
             try:
@@ -75,11 +94,10 @@ def handle_trouble(fd: int, root: Path, require_mount: bool = False, marker: str
     return None
 
 
-def open_checked_root(
-    root: Path, require_mount: bool = False, marker: str | None = None
-) -> tuple[int, None] | tuple[None, str]:
+def open_checked_root(destination: Destination) -> tuple[int, None] | tuple[None, str]:
     """The root's handle when it can take files, else why not; every check after the ``stat`` is asked of the very
     handle returned, so the folder checked is the folder the caller then writes into."""
+    root = destination.root
     try:
         st = os.stat(root)
     except FileNotFoundError:
@@ -92,28 +110,29 @@ def open_checked_root(
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         return None, f"destination root {root} cannot be reached: {_why(exc)}"
-    trouble = handle_trouble(fd, root, require_mount, marker)
+    trouble = handle_trouble(fd, destination)
     if trouble is not None:
         os.close(fd)
         return None, trouble
     return fd, None
 
 
-def root_trouble(root: Path, require_mount: bool = False, marker: str | None = None) -> str | None:
+def root_trouble(destination: Destination) -> str | None:
     """Why the root cannot take files, short of writing to it (None: it can). A few ``stat`` calls.
 
     The probe asks it before its test write; the copier asks it of every copy, before it makes a folder and before
     it deletes a source, because a copy queued before a share went away starts after it.
     """
-    fd, trouble = open_checked_root(root, require_mount, marker)
+    fd, trouble = open_checked_root(destination)
     if fd is not None:
         os.close(fd)
     return trouble
 
 
-def probe_destination(root: Path, require_mount: bool = False, marker: str | None = None) -> ProbeResult:
+def probe_destination(destination: Destination) -> ProbeResult:
     """Answer "reachable, or why not" for the destination root."""
-    trouble = root_trouble(root, require_mount, marker)
+    root = destination.root
+    trouble = root_trouble(destination)
     if trouble is not None:
         return ProbeResult(False, trouble)
     try:
@@ -124,18 +143,16 @@ def probe_destination(root: Path, require_mount: bool = False, marker: str | Non
     return ProbeResult(True, None, vfs.f_bavail * vfs.f_frsize)
 
 
-def probe_with_timeout(
-    root: Path, require_mount: bool = False, marker: str | None = None, timeout: float = 30.0
-) -> ProbeResult:
+def probe_with_timeout(destination: Destination, timeout: float = 30.0) -> ProbeResult:
     """``probe_destination`` in a daemon thread: a mount that hangs counts as unavailable after ``timeout``."""
     answer: list[ProbeResult] = []
     worker = threading.Thread(
-        target=lambda: answer.append(probe_destination(root, require_mount, marker)),
+        target=lambda: answer.append(probe_destination(destination)),
         name="fta-probe",
         daemon=True,
     )
     worker.start()
     worker.join(timeout)
     if not answer:
-        return ProbeResult(False, f"destination root {root} did not answer within {timeout:g} s")
+        return ProbeResult(False, f"destination root {destination.root} did not answer within {timeout:g} s")
     return answer[0]

@@ -22,7 +22,7 @@ from prefect.events import emit_event
 
 from fta import metrics
 from fta.paths import agent_id
-from fta.probe import ProbeResult, probe_with_timeout
+from fta.probe import Destination, ProbeResult, probe_with_timeout
 from fta.settings import Settings
 
 log = logging.getLogger("fta.guard")
@@ -47,9 +47,7 @@ def emit(event: str, settings: Settings, **payload: Any) -> None:
 
 def check_destination(settings: Settings) -> ProbeResult:
     """The destination probe (with a timeout), recorded in the metrics."""
-    probe = probe_with_timeout(
-        settings.destination_path, settings.require_mount, settings.destination_marker, PROBE_TIMEOUT_SECONDS
-    )
+    probe = probe_with_timeout(Destination.of(settings), PROBE_TIMEOUT_SECONDS)
     metrics.record_probe(probe.ok, probe.free_bytes)
     return probe
 

@@ -145,6 +145,6 @@ def slow_agent(seconds_per_write: float) -> str:
         "    real(self, fd, data)\n"
         f"    time.sleep({seconds_per_write!r})\n"
         "copier.Copier._write = slow\n"
-        "from fta.cli import main\n"
+        "from deployments.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

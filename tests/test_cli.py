@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from deployments.cli import EXIT_CONFIG, main
 from fta import __version__
-from fta.cli import EXIT_CONFIG, main
 from fta.settings import Settings
 from tests.conftest import write
 
@@ -207,7 +207,7 @@ def test_simulate_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_installed_command_exits_2_with_one_line_on_stderr(tmp_path: Path, destination: Path) -> None:
     script = Path(sys.executable).with_name("fta")
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "fta.cli"]
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "deployments.cli"]
     missing = tmp_path / "no-such-source"
     done = subprocess.run(
         [*command, "check-config", "--source", str(missing), "--destination", str(destination)],

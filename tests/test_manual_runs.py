@@ -240,7 +240,7 @@ def test_fta_once_sends_no_setting_and_no_secret_as_run_parameters(
     options += ["--polling-interval-seconds", "0.1", "--log-file-path", "", "--metrics-port", "0"]
     options += ["--alert-webhook-url", f"http://127.0.0.1:9/hook?token={secret}"]
     done = subprocess.run(
-        [sys.executable, "-m", "fta.cli", "once", *options],
+        [sys.executable, "-m", "deployments.cli", "once", *options],
         env=_env(api_url),
         cwd=tmp_path / "cwd",
         capture_output=True,

@@ -14,12 +14,12 @@ from typing import Any, cast
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from deployments.cli import main
 from flows.config import run_in_process
 from flows.storage_report import storage_report
 from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
-from fta.cli import main
 from tests.conftest import HOLD_THE_SOURCE, other_process, write
 from tests.prefect_helpers import (
     Background,

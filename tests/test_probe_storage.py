@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from fta import probe as probe_module
-from fta.probe import ProbeResult, probe_destination, probe_with_timeout, root_trouble
+from fta.probe import Destination, ProbeResult, probe_destination, probe_with_timeout, root_trouble
 from fta.storage import LOW_MESSAGE, UNREACHABLE_MESSAGE, storage_report
-from tests.conftest import Mount, unmount, write
+from tests.conftest import MakeSettings, Mount, unmount, write
 
 
 def test_reachable_folder(destination: Path) -> None:
-    result = probe_destination(destination)
+    result = probe_destination(Destination(destination))
     assert result.ok and bool(result)
     assert result.reason is None
     assert result.free_bytes is not None and result.free_bytes > 0
@@ -25,7 +25,7 @@ def test_reachable_folder(destination: Path) -> None:
 
 def test_missing_root_is_reported_and_never_created(tmp_path: Path) -> None:
     root = tmp_path / "nas"
-    result = probe_destination(root)
+    result = probe_destination(Destination(root))
     assert not result.ok and not bool(result)
     assert result.reason is not None and "does not exist" in result.reason
     assert not root.exists()
@@ -33,40 +33,49 @@ def test_missing_root_is_reported_and_never_created(tmp_path: Path) -> None:
 
 def test_root_that_is_a_file(tmp_path: Path) -> None:
     root = write(tmp_path / "nas", b"not a folder")
-    result = probe_destination(root)
+    result = probe_destination(Destination(root))
     assert not result.ok
     assert result.reason is not None and "not a folder" in result.reason
 
 
 def test_root_below_a_file_cannot_be_reached(tmp_path: Path) -> None:
     write(tmp_path / "file", b"x")
-    result = probe_destination(tmp_path / "file" / "nas")
+    result = probe_destination(Destination(tmp_path / "file" / "nas"))
     assert not result.ok
     assert result.reason is not None and "ENOTDIR" in result.reason
 
 
+def test_the_destination_is_what_the_settings_describe(make_settings: MakeSettings, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "nas"
+    settings = make_settings(destination_path=elsewhere, require_mount=True, destination_marker=".online")
+    assert Destination.of(settings) == Destination(elsewhere.resolve(), require_mount=True, marker=".online")
+    assert Destination.of(make_settings()) == Destination(make_settings().destination_path, False, None)
+    with pytest.raises(AttributeError):
+        Destination.of(settings).marker = None  # type: ignore[misc]  # frozen: one description, shared
+
+
 def test_require_mount_refuses_a_plain_folder(destination: Path) -> None:
-    result = probe_destination(destination, require_mount=True)
+    result = probe_destination(Destination(destination, require_mount=True))
     assert not result.ok
     assert result.reason is not None and "not a mount point" in result.reason
 
 
 def test_require_mount_accepts_a_mount(tmpfs: Mount) -> None:
-    assert probe_destination(tmpfs("1m"), require_mount=True).ok
+    assert probe_destination(Destination(tmpfs("1m"), require_mount=True)).ok
 
 
 def test_marker_file(destination: Path) -> None:
-    missing = probe_destination(destination, marker=".nas-online")
+    missing = probe_destination(Destination(destination, marker=".nas-online"))
     assert not missing.ok
     assert missing.reason is not None and ".nas-online" in missing.reason
     write(destination / ".nas-online", b"")
-    assert probe_destination(destination, marker=".nas-online").ok
+    assert probe_destination(Destination(destination, marker=".nas-online")).ok
 
 
 def test_read_only_destination(tmpfs: Mount) -> None:
     mount = tmpfs("1m")
     subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-    result = probe_destination(mount)
+    result = probe_destination(Destination(mount))
     assert not result.ok
     assert result.reason is not None and "EROFS" in result.reason
 
@@ -77,25 +86,25 @@ def test_full_destination(tmpfs: Mount) -> None:
         for _ in range(1000):
             f.write(os.urandom(4096))
             f.flush()
-    result = probe_destination(mount)
+    result = probe_destination(Destination(mount))
     assert not result.ok
     assert result.reason is not None and "ENOSPC" in result.reason
 
 
 def test_probe_with_timeout_answers(destination: Path) -> None:
-    assert probe_with_timeout(destination, timeout=30).ok
+    assert probe_with_timeout(Destination(destination), timeout=30).ok
 
 
 def test_hanging_destination_counts_as_unavailable(destination: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
 
-    def hang(root: Path, require_mount: bool = False, marker: str | None = None) -> ProbeResult:
+    def hang(destination: Destination) -> ProbeResult:
         release.wait(30)
         return ProbeResult(True)
 
     monkeypatch.setattr(probe_module, "probe_destination", hang)
     try:
-        result = probe_with_timeout(destination, timeout=0.05)
+        result = probe_with_timeout(Destination(destination), timeout=0.05)
     finally:
         release.set()
     assert not result.ok
@@ -139,7 +148,7 @@ def test_a_probe_file_left_by_a_killed_agent_is_cleaned_by_the_next_probe(destin
     from fta.probe import probe_name
 
     write(destination / probe_name(), b"left behind by kill -9")
-    assert probe_destination(destination).ok
+    assert probe_destination(Destination(destination)).ok
     assert list(destination.iterdir()) == []
 
 
@@ -150,13 +159,13 @@ def test_the_checks_are_asked_of_the_handle_returned(tmpfs: Mount) -> None:
 
     mount = tmpfs("1m")
     write(mount / "NAS_MARKER", b"")
-    fd, trouble = open_checked_root(mount, require_mount=True, marker="NAS_MARKER")
+    fd, trouble = open_checked_root(Destination(mount, require_mount=True, marker="NAS_MARKER"))
     assert fd is not None and trouble is None
     try:
         assert is_mount_point(fd)
         unmount(mount)
         assert sorted(os.listdir(fd)) == ["NAS_MARKER"]  # the handle: still the share
-        assert root_trouble(mount, require_mount=True) is not None  # the path: the bare mount point
+        assert root_trouble(Destination(mount, require_mount=True)) is not None  # the path: the bare mount point
     finally:
         os.close(fd)
 
@@ -167,7 +176,7 @@ def test_a_plain_folder_handle_is_no_mount_point(destination: Path) -> None:
     fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY)
     try:
         assert not is_mount_point(fd)
-        assert handle_trouble(fd, destination, require_mount=True) is not None
+        assert handle_trouble(fd, Destination(destination, require_mount=True)) is not None
     finally:
         os.close(fd)
 
@@ -175,6 +184,6 @@ def test_a_plain_folder_handle_is_no_mount_point(destination: Path) -> None:
 def test_a_marker_that_is_a_symlink_is_not_followed(destination: Path, tmp_path: Path) -> None:
     elsewhere = write(tmp_path / "elsewhere-marker", b"")
     (destination / ".nas-online").symlink_to(elsewhere)
-    result = probe_destination(destination, marker=".nas-online")
+    result = probe_destination(Destination(destination, marker=".nas-online"))
     assert not result.ok
     assert result.reason is not None and "marker file .nas-online is missing" in result.reason

@@ -179,11 +179,13 @@ def test_unreadable_file_fails_alone_as_an_unprivileged_agent(public_tmp: Path, 
     options += ["--polling-interval-seconds", "0.1", "--log-file-path", "", "--metrics-port", "0"]
     options += ["--max-retry-attempts", "1", "--retry-delay-seconds", "0"]
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
-    can_run = subprocess.run([*as_nobody, "-c", "import fta.cli, flows, prefect"], capture_output=True, cwd=home)
+    can_run = subprocess.run(
+        [*as_nobody, "-c", "import deployments.cli, flows, prefect"], capture_output=True, cwd=home
+    )
     if can_run.returncode != 0:
         pytest.skip(f"nobody cannot run this Python or read the project: {can_run.stderr.decode()[-300:]}")
     env = {**os.environ, "PREFECT_API_URL": own_server, "PREFECT_HOME": str(home), "HOME": str(home)}
-    command = [*as_nobody, "-m", "fta.cli", "once", *options]
+    command = [*as_nobody, "-m", "deployments.cli", "once", *options]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=home)
     assert done.returncode == 1, done.stderr[-3000:]  # a file failed
     assert (destination / "ok.mxf").exists(), done.stderr[-3000:]
@@ -212,7 +214,7 @@ def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: P
     with (
         log_path.open("wb") as out,
         subprocess.Popen(
-            [sys.executable, "-m", "fta.cli", "watch", *options], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "deployments.cli", "watch", *options], env=env, stdout=out, stderr=subprocess.STDOUT
         ) as agent,
     ):
         try:
@@ -221,7 +223,11 @@ def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: P
             server.stop()
             quick = {**env, "PREFECT_CLIENT_MAX_RETRIES": "0"}
             health = subprocess.run(
-                [sys.executable, "-m", "fta.cli", "health"], env=quick, capture_output=True, text=True, timeout=300
+                [sys.executable, "-m", "deployments.cli", "health"],
+                env=quick,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             assert health.returncode == 3 and health.stdout.startswith("FTA UNKNOWN - "), health.stdout
             write(source / "during.mxf", b"during")  # no task run can be recorded now: it waits in the source
@@ -244,9 +250,9 @@ def test_prefect_server_down_and_back_loses_nothing(source: Path, destination: P
 def test_full_destination_waits_and_resumes_when_space_is_freed(
     source: Path, tmpfs: Mount, api_url: str, fta_log: list[str]
 ) -> None:
+    from deployments.cli import main
     from flows.storage_report import storage_report
     from flows.transfer_once import transfer_once
-    from fta.cli import main
     from tests.prefect_helpers import Background, fast_config, runs_by_name
 
     nas = tmpfs("4m")

@@ -62,7 +62,7 @@ def _up(source: Path, destination: Path, data: Path, tmp_path: Path, port: int) 
     options += ["--log-file-path", str(tmp_path / "agent.log"), "--metrics-port", "0", "--storage-warning-gb", "0"]
     with (tmp_path / "up.out").open("wb") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "fta.cli", "up", *options], env=env, stdout=sink, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "deployments.cli", "up", *options], env=env, stdout=sink, stderr=subprocess.STDOUT
         )
 
 

@@ -44,7 +44,7 @@ def server_settings(port: int, credential: str) -> dict[str, Any]:
 
 def fta(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fta.cli", *argv], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "deployments.cli", *argv], env=env, capture_output=True, text=True, timeout=120
     )
 
 
@@ -57,7 +57,10 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
     options += ["--server-port", str(port), "--file-stable-time-seconds", "0.5", "--polling-interval-seconds", "0.2"]
     options += ["--log-file-path", str(tmp_path / "agent.log"), "--storage-warning-gb", "0"]
     with subprocess.Popen(
-        [sys.executable, "-m", "fta.cli", "up", *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "deployments.cli", "up", *options],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     ) as agent:
         try:
             write(source / "cam" / "a.mxf", b"recorded")
@@ -126,7 +129,7 @@ def _start_up(source: Path, destination: Path, tmp_path: Path, port: int) -> tup
     output = tmp_path / "up.out"
     with output.open("wb") as sink:
         agent = subprocess.Popen(
-            [sys.executable, "-m", "fta.cli", "up", *options], env=env, stdout=sink, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "deployments.cli", "up", *options], env=env, stdout=sink, stderr=subprocess.STDOUT
         )
     return agent, output
 

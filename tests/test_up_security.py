@@ -172,7 +172,7 @@ def test_an_unprivileged_user_can_read_nothing_and_use_nothing(agent: Agent) -> 
     }
     env = clean_env(FTA_SERVER_PORT=str(agent.port), HOME="/tmp")
     check = subprocess.run(
-        [*NOBODY, sys.executable, "-m", "fta.cli", "health", "--data-path", str(agent.data)],
+        [*NOBODY, sys.executable, "-m", "deployments.cli", "health", "--data-path", str(agent.data)],
         env=env,
         cwd="/tmp",
         capture_output=True,

@@ -42,7 +42,7 @@ def start_up(
     """``fta up`` in a process group of its own (as a terminal or a service manager starts it), output to a file."""
     with output.open("wb") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "fta.cli", command, *options],
+            [sys.executable, "-m", "deployments.cli", command, *options],
             env=env if env is not None else clean_env(),
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -52,7 +52,7 @@ def start_up(
 
 def run_fta(env: dict[str, str], *argv: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fta.cli", *argv], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "deployments.cli", *argv], env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

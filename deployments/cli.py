@@ -1,12 +1,17 @@
-"""The ``fta`` command line.
+"""The ``fta`` command line (``python -m deployments.cli``).
 
     fta check-config [settings options]       validate and print the effective settings
+    fta up [settings options]                 local Prefect server (unless PREFECT_API_URL), serve the deployments
     fta watch [settings options]              run the watch_folder flow in this process until Ctrl-C / SIGTERM
     fta once [settings options]               run transfer_once: move what is in the source now, then end
+    fta status | files | storage [--json]     what the agent published in the Prefect API
+    fta health [-w GB -c GB]                  Nagios plugin
     fta simulate PATH --size 50MB --seconds 10 [--pause-at 40% --pause-seconds 5] [--count N]
 
-``watch`` and ``once`` talk to the Prefect API at ``PREFECT_API_URL``; without it they start a temporary local
-server for the run. They import Prefect; the other commands do not.
+It lives here, above the flows, because most commands run them or read the API; ``check-config`` and
+``simulate`` are core (``fta.commands``) and never import Prefect. Prefect is imported inside the commands that
+need it, after ``PREFECT_DEFAULTS`` are set. ``watch`` and ``once`` talk to the Prefect API at ``PREFECT_API_URL``;
+without it they start a temporary local server for the run.
 
 Every setting has an option (``--file-stable-time-seconds 5``, ``--no-use-temporary-file``, ...), which overrides
 the environment (``FTA_*``) and the ``.env`` file. Invalid configuration exits with code 2 and one line on stderr.
@@ -18,72 +23,17 @@ import argparse
 import os
 import signal
 import sys
-import types
-import typing
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from fta import __version__
+from fta.commands import add_settings_options, check_config, settings_from_args, simulate_growth
 from fta.credential import add_client_options
 from fta.errors import ConfigError
 from fta.health import add_threshold_options
 from fta.logsetup import configure_logging
-from fta.probe import probe_destination
-from fta.settings import Settings, describe_settings, load_settings
-from fta.simulator import GrowthPlan, numbered, parse_fraction, parse_size, simulate
 
 EXIT_CONFIG = 2
-_ALIASES = {"source_path": ["--source"], "destination_path": ["--destination", "--dest"]}
-
-
-def _is_bool(annotation: Any) -> bool:
-    return annotation is bool
-
-
-def _is_list(annotation: Any) -> bool:
-    return typing.get_origin(annotation) is list or any(
-        typing.get_origin(arg) is list for arg in typing.get_args(annotation)
-    )
-
-
-def add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """One option per settings field, all defaulting to None ("not given")."""
-    group = parser.add_argument_group("settings (override FTA_* environment variables and .env)")
-    group.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
-    for name, field in Settings.model_fields.items():
-        flags = [f"--{name.replace('_', '-')}", *_ALIASES.get(name, [])]
-        annotation = field.annotation
-        if isinstance(annotation, types.GenericAlias | types.UnionType) and not _is_list(annotation):
-            annotation = str
-        if _is_bool(annotation):
-            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None)
-        elif _is_list(annotation):
-            group.add_argument(*flags, dest=name, action="append", default=None, help=field.description)
-        else:
-            group.add_argument(*flags, dest=name, default=None, help=field.description)
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
-    return load_settings(overrides, env_file=args.env_file)
-
-
-def _check_config(args: argparse.Namespace, out: TextIO) -> int:
-    settings = settings_from_args(args)
-    rows = describe_settings(settings)
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}", file=out)
-    probe = probe_destination(settings.destination_path, settings.require_mount, settings.destination_marker)
-    if probe.ok:
-        free = (probe.free_bytes or 0) / 1e9
-        print(f"\nconfiguration OK; destination reachable, {free:.1f} GB free", file=out)
-    else:
-        print(f"\nconfiguration OK; destination not reachable now: {probe.reason}", file=out)
-    return 0
-
-
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
@@ -162,42 +112,6 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
         return 3
 
 
-class _Bar:
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream, self.width = stream, width
-
-    def __call__(self, done: int, total: int) -> None:
-        part = done / total if total else 1.0
-        filled = int(part * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {part:6.1%}  {done / 1e6:,.1f}/{total / 1e6:,.1f} MB")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
-def _simulate(args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        plan = GrowthPlan(
-            size=parse_size(args.size),
-            seconds=float(args.seconds),
-            pause_at=parse_fraction(args.pause_at) if args.pause_at is not None else None,
-            pause_seconds=float(args.pause_seconds),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if plan.seconds < 0 or plan.pause_seconds < 0 or args.count < 1:
-        raise ConfigError("--seconds and --pause-seconds must be >= 0 and --count >= 1")
-    targets = numbered(Path(args.path), args.count)
-    existing = [str(p) for p in targets if p.exists()]
-    if existing:
-        raise ConfigError(f"refusing to overwrite {', '.join(existing)}")
-    simulate(targets, plan, progress=None if args.quiet else _Bar(sys.stderr))
-    for path in targets:
-        print(path, file=out)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fta", description="File Transfer Agent")
     parser.add_argument("--version", action="version", version=f"fta {__version__}")
@@ -205,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate and print the effective settings")
     add_settings_options(check)
-    check.set_defaults(handler=_check_config)
+    check.set_defaults(handler=check_config)
 
     run_all = commands.add_parser(
         "up", help="start a local Prefect server (unless PREFECT_API_URL is set), serve the deployments, watch"
@@ -243,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--pause-seconds", default="0", help="length of the pause")
     sim.add_argument("--count", type=int, default=1, help="number of files written side by side")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
-    sim.set_defaults(handler=_simulate)
+    sim.set_defaults(handler=simulate_growth)
     return parser
 
 
