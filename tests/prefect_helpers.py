@@ -12,6 +12,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.sorting import TaskRunSort
 
 from fta.copier import Copier, hash_file
 from fta.paths import temp_owner
@@ -59,15 +60,24 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str =
 
 
 def task_runs(flow_run_id: UUID) -> list[TaskRun]:
-    """Every task run of a flow run (the API pages at 200)."""
-    runs: list[TaskRun] = []
+    """Every task run of a flow run, once each (the API pages at 200).
+
+    Paged by id, which no two runs share (the default order, the expected start time, can tie, and pages split
+    between tied runs could show one twice and another never); a run recorded while paging shifts the later pages
+    by one, and is then met twice: counted once.
+    """
+    runs: dict[UUID, TaskRun] = {}
     flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    offset = 0
     with get_client(sync_client=True) as client:
         while True:
-            page = client.read_task_runs(flow_run_filter=flow_filter, limit=200, offset=len(runs))
-            runs.extend(page)
+            page = client.read_task_runs(
+                flow_run_filter=flow_filter, sort=TaskRunSort.ID_DESC, limit=200, offset=offset
+            )
+            runs.update((run.id, run) for run in page)
+            offset += len(page)
             if len(page) < 200:
-                return runs
+                return list(runs.values())
 
 
 def runs_by_name(flow_run_id: UUID, expect: int = 1, timeout: float = 60.0) -> dict[str, list[TaskRun]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -381,13 +382,15 @@ def test_copies_at_once_are_capped_and_the_shared_limit_is_set(
     lock = threading.Lock()
     active, peak = [0], [0]
     real_copy = copier_module.Copier.copy
+    pairs = threading.Barrier(2)  # each copy waits for a second one: they overlap wherever the cap lets them
 
     def counted(self: copier_module.Copier, *args: Any, **kwargs: Any) -> Any:
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         try:
-            threading.Event().wait(0.05)  # long enough for copies to overlap if they could
+            with contextlib.suppress(threading.BrokenBarrierError):  # alone for 10 s: the cap let only one run
+                pairs.wait(timeout=10)
             return real_copy(self, *args, **kwargs)
         finally:
             with lock:
