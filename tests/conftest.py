@@ -57,6 +57,27 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+DEEP = [f"{level:02d}" + "d" * 248 for level in range(20)]  # 20 folders of 250 bytes: past PATH_MAX (4,096)
+
+
+def make_deep_folders(root: Path, names: list[str]) -> tuple[int, set[int]]:
+    """Make ``root/names...`` one name at a time (the path is longer than the kernel takes at once): the deepest
+    folder's handle (the caller closes it) and the inodes of ``root`` and of every folder made."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    inodes = {os.fstat(fd).st_ino}
+    try:
+        for name in names:
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            inodes.add(os.fstat(fd).st_ino)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, inodes
+
+
 @pytest.fixture
 def public_tmp() -> Iterator[Path]:
     """A folder (0755) that another user can reach: pytest keeps its own temp tree private (0700), and resets it

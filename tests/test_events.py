@@ -41,7 +41,7 @@ from fta.inotify import (
     Event,
     parse,
 )
-from tests.conftest import unmount, write
+from tests.conftest import DEEP, make_deep_folders, unmount, write
 
 WAKE_TIMEOUT = 1.5
 
@@ -177,16 +177,8 @@ def test_a_name_that_is_not_utf8_wakes_and_the_watch_goes_on(
 
 def test_a_deep_tree_is_watched_to_its_last_folder(events: SourceEvents, source: Path, wakes: Wakes) -> None:
     # Past PATH_MAX (4,096 bytes): folders are reached one name at a time, at start and when made later.
-    names = [f"{level:02d}" + "d" * 248 for level in range(20)]
-    inodes = {source.stat().st_ino}
-    fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+    fd, inodes = make_deep_folders(source, DEEP)
     try:
-        for name in names:
-            os.mkdir(name, dir_fd=fd)
-            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-            inodes.add(os.fstat(fd).st_ino)
         assert events.start()
         assert events.watched == 21
         assert watched_inodes(events) == inodes

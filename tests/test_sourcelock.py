@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,12 +49,12 @@ AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 @pytest.fixture
-def locks() -> Iterator[Path]:
+def locks(public_tmp: Path) -> Path:
     """A lock folder of the test's own, open to every user like /run/lock (sticky, writable for all)."""
-    folder = Path(tempfile.mkdtemp(prefix="fta-test-locks-"))  # in /tmp: another user reaches it
+    folder = public_tmp / "locks"
+    folder.mkdir()
     folder.chmod(0o1777)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    return folder
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from fta.copier import Copier
 from fta.errors import DestinationBlocked
 from fta.scanner import scan_source
 from fta.stability import FileSig, ReadinessCheck, can_lock_exclusively
-from tests.conftest import MakeSettings, write
+from tests.conftest import DEEP, MakeSettings, make_deep_folders, write
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 
@@ -388,6 +388,25 @@ def real_folders(top: Path) -> set[tuple[int, int]]:
     return found
 
 
+@contextlib.contextmanager
+def events_beside_a_watched_outside(
+    source: Path, outside: Path, on_change: Callable[[], None]
+) -> Iterator[tuple[Any, Inotify, set[tuple[int, int]]]]:
+    """File events on ``source`` while inotify records what happens in ``outside``: (the events, the outside's
+    inotify, the outside's folders as they were before the watch); both stopped at the end."""
+    from fta.events import SourceEvents
+
+    outside_folders = real_folders(outside)
+    watcher = Inotify()
+    watcher.watch_tree(outside)
+    events = SourceEvents(source, on_change)
+    try:
+        yield events, watcher, outside_folders
+    finally:
+        events.stop()
+        watcher.close()
+
+
 def test_file_events_watch_nothing_behind_a_symlink_to_the_whole_filesystem(source: Path) -> None:
     """``src/cam1 -> /``: only the source's own folders are watched (the walk does not even start out there)."""
     from fta.events import SourceEvents
@@ -417,7 +436,6 @@ def test_file_events_do_not_follow_a_folder_swapped_between_listing_and_opening(
 ) -> None:
     """The walk listed ``cam1`` as a folder; before it opens it, ``cam1`` is a symlink to an outside folder."""
     import fta.inotify
-    from fta.events import SourceEvents
 
     (source / "cam1" / "day1").mkdir(parents=True)
     real_list = fta.inotify._subfolders
@@ -430,11 +448,7 @@ def test_file_events_do_not_follow_a_folder_swapped_between_listing_and_opening(
         return names
 
     monkeypatch.setattr(fta.inotify, "_subfolders", list_then_swap)
-    outside_folders = real_folders(outside)
-    watcher = Inotify()
-    watcher.watch_tree(outside)
-    events = SourceEvents(source, lambda: None)
-    try:
+    with events_beside_a_watched_outside(source, outside, lambda: None) as (events, watcher, outside_folders):
         assert events.start()
         assert swapped
         assert not watched_inodes(events) & outside_folders
@@ -444,9 +458,6 @@ def test_file_events_do_not_follow_a_folder_swapped_between_listing_and_opening(
             threading.Event().wait(0.01)
         assert watched_inodes(events) == real_folders(source)
         found = watcher.events()
-    finally:
-        events.stop()
-        watcher.close()
     assert found == []
 
 
@@ -456,7 +467,6 @@ def test_file_events_watch_the_folder_opened_even_if_its_name_is_swapped_before_
     """Between the open and the watch, ``cam1`` becomes a symlink: the watch goes on the folder opened (through
     its handle), never on what the name leads to now."""
     import fta.inotify
-    from fta.events import SourceEvents
 
     (source / "cam1").mkdir()
     real_add = fta.inotify._libc_add_watch
@@ -474,19 +484,12 @@ def test_file_events_watch_the_folder_opened_even_if_its_name_is_swapped_before_
         return wd
 
     monkeypatch.setattr(fta.inotify, "_libc_add_watch", swap_then_watch)
-    outside_folders = real_folders(outside)
-    watcher = Inotify()
-    watcher.watch_tree(outside)
-    events = SourceEvents(source, lambda: None)
-    try:
+    with events_beside_a_watched_outside(source, outside, lambda: None) as (events, watcher, outside_folders):
         assert events.start()
         assert swapped
         assert watched_then == [swapped[0].stat().st_ino]  # the folder opened, now named cam1-aside
         assert not watched_inodes(events) & outside_folders
         found = watcher.events()
-    finally:
-        events.stop()
-        watcher.close()
     assert found == []
 
 
@@ -495,7 +498,6 @@ def test_file_events_do_not_follow_a_new_folder_swapped_before_it_is_watched(
 ) -> None:
     """A folder made while watching is a symlink by the time its event is handled: not followed, the watch goes on."""
     import fta.inotify
-    from fta.events import SourceEvents
 
     real_open = fta.inotify._open_child
     swapped: list[Path] = []
@@ -506,12 +508,8 @@ def test_file_events_do_not_follow_a_new_folder_swapped_before_it_is_watched(
         return real_open(fd, name)
 
     monkeypatch.setattr(fta.inotify, "_open_child", swap_then_open)
-    outside_folders = real_folders(outside)
-    watcher = Inotify()
-    watcher.watch_tree(outside)
     woke = threading.Event()
-    events = SourceEvents(source, woke.set)
-    try:
+    with events_beside_a_watched_outside(source, outside, woke.set) as (events, watcher, outside_folders):
         assert events.start()
         (source / "cam1").mkdir()
         assert woke.wait(5)
@@ -526,9 +524,6 @@ def test_file_events_do_not_follow_a_new_folder_swapped_before_it_is_watched(
         assert watched_inodes(events) <= real_folders(source)
         assert not watched_inodes(events) & outside_folders
         found = watcher.events()
-    finally:
-        events.stop()
-        watcher.close()
     assert found == []
 
 
@@ -593,18 +588,11 @@ def test_file_events_raced_against_folder_swaps_reach_nothing_outside(source: Pa
 
 # -- paths deeper than PATH_MAX ------------------------------------------------------------------------------------
 
-DEEP = [f"{level:02d}" + "d" * 248 for level in range(20)]  # 20 folders of 250 bytes: 5,020 bytes with the file
-
 
 def make_deep(root: Path, folders: list[str], name: str, data: bytes) -> str:
-    """Create ``root/folders.../name`` one name at a time (the path is longer than the kernel takes at once)."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    """Create ``root/folders.../name`` one name at a time (5,020 bytes with ``DEEP``: past PATH_MAX)."""
+    fd, _ = make_deep_folders(root, folders)
     try:
-        for folder in folders:
-            os.mkdir(folder, dir_fd=fd)
-            child = os.open(folder, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = child
         out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd)
         os.write(out, data)
         os.close(out)
