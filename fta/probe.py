@@ -57,16 +57,17 @@ def probe_name() -> str:
     return PROBE_PREFIX + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def _write_probe(root: Path) -> None:
-    probe = root / probe_name()
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+def _write_probe(root_fd: int) -> None:
+    """A small write + fsync in the root's handle: the folder checked is the folder written to."""
+    name = probe_name()
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=root_fd)
     try:
         os.write(fd, b"fta")
         os.fsync(fd)
     finally:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(probe)
+            os.unlink(name, dir_fd=root_fd)
 
 
 def is_mount_point(fd: int) -> bool:
@@ -131,15 +132,16 @@ def root_trouble(destination: Destination) -> str | None:
 
 def probe_destination(destination: Destination) -> ProbeResult:
     """Answer "reachable, or why not" for the destination root."""
-    root = destination.root
-    trouble = root_trouble(destination)
-    if trouble is not None:
+    fd, trouble = open_checked_root(destination)
+    if fd is None:
         return ProbeResult(False, trouble)
     try:
-        _write_probe(root)
-        vfs = os.statvfs(root)
+        _write_probe(fd)
+        vfs = os.fstatvfs(fd)
     except OSError as exc:
-        return ProbeResult(False, f"destination root {root} is not writable: {_why(exc)}")
+        return ProbeResult(False, f"destination root {destination.root} is not writable: {_why(exc)}")
+    finally:
+        os.close(fd)
     return ProbeResult(True, None, vfs.f_bavail * vfs.f_frsize)
 
 
