@@ -31,9 +31,9 @@ from pathlib import Path
 from fta.credential import USER, CredentialError, ensure_credential, private_folder, tighten_tree
 
 # The run history is the audit log, so the server must record a burst of copies promptly and completely. Prefect's
-# defaults write each task-run event in a transaction of its own: 2,000 small files left the SQLite server 23 s
-# behind. In batches of up to 500, flushed every second, it is 1-5 s behind with the same 2,000 files (see
-# BENCHMARKS.md). An operator's environment still overrides each of these.
+# defaults write each task-run event in a transaction of its own and fall behind a burst of small files; in batches
+# of up to 500, flushed every second, the history keeps up (BENCHMARKS.md has the figures). An operator's
+# environment still overrides each of these.
 #
 # The server lives for months on an ingest machine. Prefect removes events after 7 days, but keeps every flow run
 # with its task runs, logs and artifacts unless its flow-run vacuum is on: the storage report alone ends 1,440 flow

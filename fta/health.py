@@ -10,11 +10,8 @@ UNKNOWN when the Prefect API cannot be read.
 
 Why a write of its own: a server whose database (or its disk) is full still answers every read, ``/api/ready``
 included, and still takes the agent's task-run events over its websocket, then drops them in its background
-services; only a write that must reach the database tells. Measured on a SQLite server on a full tmpfs: writes
-kept succeeding for a few seconds (4-12 s) on free pages of the file, then every one (artifacts, variables, logs,
-flow-run states) was refused with ``500``; the files kept moving, and the server's task-run recorder dropped the
-records of their copies after six failed attempts. Without the probe the check said OK until the storage report,
-which cannot start either, was three minutes old.
+services; only a write that must reach the database tells. Without it the check would say OK until the storage
+report, which cannot start either, grew too old (tests/test_server_full.py runs a server on a full tmpfs).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Two ways to ask, the first one preferred:
                  FUSE may not see a writer underneath. Anywhere else the scan below answers instead. While the
                  lease is held (microseconds) a writer's open waits for it and the kernel signals us: the signal is
                  set to SIGURG, whose default action is to ignore it (SIGIO's would end the process).
-    /proc scan   every descriptor of every visible process: about 2 ms on a quiet machine. Processes whose
+    /proc scan   every descriptor of every visible process: slower (a walk of /proc). Processes whose
                  ``/proc/<pid>/fd`` cannot be read (another user, without root) are not seen: run the agent as the
                  recorders' user or as root to cover them.
 """
