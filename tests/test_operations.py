@@ -20,11 +20,12 @@ from flows.storage_report import storage_report
 from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
+from fta.copy_io import CopyIO
 from tests.conftest import HOLD_THE_SOURCE, other_process, write
+from tests.copy_ios import HoldAfterEachChunk
 from tests.prefect_helpers import (
     Background,
     fast_config,
-    hold_copies_after_their_first_chunk,
     slow_agent,
     wait_until,
 )
@@ -233,15 +234,16 @@ def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None
     assert "Crash detected" not in errors and "Finished in state Completed(" in errors, errors[-2000:]
 
 
-def watch_on_block(name: str, source: Path, destination: Path) -> Background:
-    """A watch run whose settings are the TransferConfig block ``name``, saved from the fast test settings."""
+def watch_on_block(name: str, source: Path, destination: Path, disk: CopyIO | None = None) -> Background:
+    """A watch run whose settings are the TransferConfig block ``name``, saved from the fast test settings
+    (``disk``: the I/O under its copies)."""
     from blocks.transfer_config import TransferConfig
     from fta.settings import load_settings
 
     TransferConfig.from_settings(load_settings(fast_config(source, destination), env_file=None)).save(
         name, overwrite=True
     )
-    return Background(lambda: run_in_process(watch_folder, name, return_state=True))
+    return Background(lambda: run_in_process(watch_folder, name, return_state=True), io=disk)
 
 
 def edit_block(name: str, **paths: Path) -> None:
@@ -273,19 +275,19 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
 
 
 def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
-    source: Path, destination: Path, tmp_path: Path, fta_log: list[str], monkeypatch: pytest.MonkeyPatch
+    source: Path, destination: Path, tmp_path: Path, fta_log: list[str]
 ) -> None:
     """A copy of the old source finishes there (and keeps the old source's lock) before the new source is moved."""
     from fta.sourcelock import SourceLock
 
     new_source = tmp_path / "new-source"
     new_source.mkdir()
-    in_copy, release = hold_copies_after_their_first_chunk(monkeypatch)
+    held = HoldAfterEachChunk()
     data = os.urandom(100_000)
     write(source / "rec.mxf", data)
-    watcher = watch_on_block("switch-test", source, destination)
+    watcher = watch_on_block("switch-test", source, destination, disk=held)
     try:
-        assert in_copy.wait(30)
+        assert held.in_copy.wait(30)
         edit_block("switch-test", source_path=new_source)
         write(new_source / "two.mxf", b"2")
         wait_until(lambda: any("end before the new paths apply" in line for line in fta_log), what="the switch")
@@ -293,11 +295,11 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
         taken = old.acquire()
         old.release()
         assert not taken  # the old source stays locked while its copy runs
-        release.set()
+        held.release.set()
         wait_until(lambda: (destination / "two.mxf").exists(), what="the new source moved after the switch")
         assert (destination / "rec.mxf").read_bytes() == data and not (source / "rec.mxf").exists()
     finally:
-        release.set()
+        held.release.set()
         request_stop()
         watcher.result()
 
