@@ -234,6 +234,25 @@ def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None
     assert "Crash detected" not in errors and "Finished in state Completed(" in errors, errors[-2000:]
 
 
+def test_the_slowed_agent_is_slow_in_its_own_process(source: Path, destination: Path, tmp_path: Path) -> None:
+    """``slow_agent``'s disk reaches the copies of a child ``fta once``: each of the file's chunks takes its delay."""
+    from prefect.settings import PREFECT_API_URL
+
+    write(source / "rec.mxf", os.urandom(2 * 8 * 1024 * 1024 + 1))  # three chunks, 1 s each in this agent
+    log = tmp_path / "fta.log"
+    options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.2"]
+    options += ["--polling-interval-seconds", "0.1", "--log-file-path", str(log)]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    done = subprocess.run(
+        [sys.executable, "-c", slow_agent(1.0), "once", *options], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    copied = [line for line in log.read_text().splitlines() if "transfer copied" in line]
+    assert len(copied) == 1, log.read_text()[-2000:]
+    seconds = float(copied[0].split(" seconds=")[1].split()[0])
+    assert seconds >= 3.0  # unslowed, these 16 MiB take well under a second (0.33 s on a loaded 2-core machine)
+
+
 def watch_on_block(name: str, source: Path, destination: Path, disk: CopyIO | None = None) -> Background:
     """A watch run whose settings are the TransferConfig block ``name``, saved from the fast test settings
     (``disk``: the I/O under its copies)."""
