@@ -186,9 +186,11 @@ def test_corrupt_copy_is_detected_and_the_source_kept(
     assert list(destination.iterdir()) == []
 
 
-def test_stop_request_leaves_no_temp_and_keeps_the_source(
-    make_settings: MakeSettings, source: Path, destination: Path
+@pytest.mark.parametrize("use_temporary_file", [True, False])
+def test_stop_request_leaves_no_partial_file_and_keeps_the_source(
+    make_settings: MakeSettings, source: Path, destination: Path, use_temporary_file: bool
 ) -> None:
+    """Half written when the stop comes: neither the temp file nor (written in place) the final name stays."""
     data = os.urandom(4 * CHUNK)
     src = write(source / "a.mxf", data)
     stop = threading.Event()
@@ -197,7 +199,8 @@ def test_stop_request_leaves_no_temp_and_keeps_the_source(
         if done >= 2 * CHUNK:
             stop.set()
 
-    copier = Copier(make_settings(), chunk_size=CHUNK, progress_interval=0)
+    settings = make_settings(use_temporary_file=use_temporary_file)
+    copier = Copier(settings, chunk_size=CHUNK, progress_interval=0)
     with pytest.raises(CopyInterrupted):
         copier.copy("a.mxf", progress=stop_midway, stop=stop)
     assert src.read_bytes() == data
