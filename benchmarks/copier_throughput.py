@@ -329,12 +329,13 @@ def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
 
 # -- profile of one agent copy ---------------------------------------------------------------------------------------
 
+# (callee, caller): the copier's bytes move through fta.copy_io.CopyIO, its loop is fta.pump.Pump.pump.
 _PHASES: dict[tuple[str, str], str] = {
-    ("readinto", "_pump"): "read source",
-    ("update", "_pump"): "hash while copying",
-    ("write", "_write"): "write destination",
-    ("posix_fallocate", "_pump"): "preallocate",
-    ("fsync", "_pump"): "fsync file",
+    ("readv", "read_chunk"): "read source",
+    ("update", "pump"): "hash while copying",
+    ("write", "write_chunk"): "write destination",
+    ("posix_fallocate", "pump"): "preallocate",
+    ("fsync", "fsync"): "fsync file",
     ("preadv", "hash_fd"): "verify: re-read destination",
     ("update", "hash_fd"): "verify: hash again",
     ("fsync", "_fsync_handle"): "fsync folder",

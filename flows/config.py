@@ -6,6 +6,10 @@
   variables do not reach its environment (Prefect's runner starts served flows with its own environment only).
 - ``fta watch`` / ``fta once`` and other in-process callers hand their settings over in this process
   (``settings_in_process`` / ``run_in_process``): nothing of them is sent to the API, no secret shows in the UI.
+
+The copier's byte I/O (``fta.copy_io.CopyIO``) is handed over the same way (``copy_io_in_process``): a caller that
+runs a flow in its own process puts a different disk under the loop's copies (a slow, corrupting or pausing one in
+the tests) without the flow taking it as a parameter.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from blocks.transfer_config import TransferConfig
+from fta.copy_io import CopyIO
 from fta.settings import Settings, load_settings
 
 BLOCK_ENV = "FTA_CONFIG_BLOCK"
 DEFAULT_BLOCK = "default"
 
 _handed_over: ContextVar[Settings | str | None] = ContextVar("fta_settings_in_process", default=None)
+_copy_io: ContextVar[CopyIO | None] = ContextVar("fta_copy_io_in_process", default=None)
 R = TypeVar("R")
 
 
@@ -63,6 +69,21 @@ def settings_in_process(settings: Settings | str) -> Iterator[None]:
         yield
     finally:
         _handed_over.reset(token)
+
+
+@contextmanager
+def copy_io_in_process(io: CopyIO) -> Iterator[None]:
+    """The copies of flows started in this context (same thread) move their bytes through ``io``."""
+    token = _copy_io.set(io)
+    try:
+        yield
+    finally:
+        _copy_io.reset(token)
+
+
+def copy_io() -> CopyIO | None:
+    """The byte I/O handed over by ``copy_io_in_process`` (None: the copier's own, the operating system's)."""
+    return _copy_io.get()
 
 
 def run_in_process(flow: Callable[..., R], config: Settings | str | Mapping[str, Any], **call: Any) -> R:

@@ -35,6 +35,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.api_state import STATUS_KEY, prune_versions
 from flows.backlog import MAX_UNSENT, unsent_records
+from flows.config import copy_io
 from flows.housekeeping import ensure_shared_limit, remove_stale_temp_files, serve_metrics
 from flows.prefect_internals import close_task_runner, release_run_results, start_task_runner
 from flows.status_publisher import StatusPublisher
@@ -113,7 +114,7 @@ class TransferLoop:
         self.stop = threading.Event()
         tracker = StabilityTracker(settings.file_stable_time_seconds, clock, lock_check=lambda rel: self.readiness(rel))
         self.board = TransferBoard(tracker, clock=clock)
-        self.runtime = TransferRuntime(settings, self.board, Copier(settings, clock=clock), self.stop)
+        self.runtime = TransferRuntime(settings, self.board, Copier(settings, clock=clock, io=copy_io()), self.stop)
         self.summary = LoopSummary()
         self._futures: dict[str, PrefectFuture[Any]] = {}
         self._done: list[tuple[str, PrefectFuture[Any]]] = []
@@ -148,7 +149,7 @@ class TransferLoop:
             use_lock=settings.stability_lock,
         )
         self.runtime.settings = settings
-        self.runtime.copier = Copier(settings, clock=self._clock)
+        self.runtime.copier = Copier(settings, clock=self._clock, io=copy_io())
         self._task = copy_file.with_options(
             retries=settings.max_retry_attempts,
             retry_delay_seconds=settings.retry_delay_seconds,

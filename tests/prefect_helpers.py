@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -14,22 +15,10 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 from prefect.client.schemas.sorting import TaskRunSort
 
-from fta.copier import Copier, hash_file
+from flows.config import copy_io_in_process
+from fta.copier import hash_file
+from fta.copy_io import CopyIO
 from fta.paths import temp_owner
-
-
-def hold_copies_after_their_first_chunk(monkeypatch: Any) -> tuple[threading.Event, threading.Event]:
-    """Each copy writes its first chunk, sets the first event and waits (30 s at most) for the second to be set."""
-    in_copy, release = threading.Event(), threading.Event()
-    real_write = Copier._write
-
-    def held(self: Copier, fd: int, chunk: memoryview) -> None:
-        real_write(self, fd, chunk)
-        in_copy.set()
-        release.wait(30)
-
-    monkeypatch.setattr(Copier, "_write", held)
-    return in_copy, release
 
 
 def fast_config(source: Path, destination: Path, **overrides: Any) -> dict[str, Any]:
@@ -108,17 +97,19 @@ def temp_files(root: Path) -> list[Path]:
 
 
 class Background:
-    """Runs a flow call in a thread; ``result()`` joins it."""
+    """Runs a flow call in a thread; ``result()`` joins it. ``io``: the disk under the copies of the flows it runs
+    (handed over in that thread: a context variable set in the test's thread does not reach a new one)."""
 
-    def __init__(self, call: Callable[[], Any]) -> None:
+    def __init__(self, call: Callable[[], Any], io: CopyIO | None = None) -> None:
         self._value: Any = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(call, io), daemon=True)
         self._thread.start()
 
-    def _run(self, call: Callable[[], Any]) -> None:
+    def _run(self, call: Callable[[], Any], io: CopyIO | None) -> None:
         try:
-            self._value = call()
+            with copy_io_in_process(io) if io is not None else contextlib.nullcontext():
+                self._value = call()
         except BaseException as exc:
             self._error = exc
 
@@ -146,15 +137,23 @@ def state_name(run: TaskRun) -> str:
 
 
 def slow_agent(seconds_per_write: float) -> str:
-    """``python -c`` code: the ``fta`` command with every chunk write slowed down (a slow NAS, a window to kill in)."""
+    """``python -c`` code: the ``fta`` command with every chunk write slowed down (a slow NAS, a window to kill in).
+
+    For ``fta watch`` and ``fta once``, whose flow runs in this very process: the disk is handed over around
+    ``main()``, after Prefect's defaults are set as ``main()`` sets them (the handover imports Prefect). ``fta up``
+    runs its flows in processes of its runner's, which no handover in this one reaches.
+    """
     return (
-        "import sys, time\n"
-        "import fta.copier as copier\n"
-        "real = copier.Copier._write\n"
-        "def slow(self, fd, data):\n"
-        "    real(self, fd, data)\n"
-        f"    time.sleep({seconds_per_write!r})\n"
-        "copier.Copier._write = slow\n"
-        "from deployments.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
+        "import os, sys, time\n"
+        "from deployments.cli import PREFECT_DEFAULTS, main\n"
+        "for key, value in PREFECT_DEFAULTS.items():\n"
+        "    os.environ.setdefault(key, value)\n"
+        "from flows.config import copy_io_in_process\n"
+        "from fta.copy_io import CopyIO\n"
+        "class SlowIO(CopyIO):\n"
+        "    def write_chunk(self, fd, data):\n"
+        "        super().write_chunk(fd, data)\n"
+        f"        time.sleep({seconds_per_write!r})\n"
+        "with copy_io_in_process(SlowIO()):\n"
+        "    sys.exit(main(sys.argv[1:]))\n"
     )

@@ -24,6 +24,7 @@ from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta.copier import Copier, hash_file
+from fta.copy_io import CopyIO
 from fta.scanner import scan_source
 from fta.stability import FileSig
 from tests.conftest import Mount, write
@@ -221,7 +222,7 @@ def test_a_sweep_ends_once_the_file_waiting_for_room_leaves_the_source(source: P
 
 @pytest.mark.timeout(180)
 def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_later(
-    source: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch, attempts: Counter[str]
+    source: Path, tmpfs: Mount, attempts: Counter[str]
 ) -> None:
     """The room was there when the copy began; another writer took it meanwhile (ENOSPC in the middle of the
     write): the temp file goes, the file waits for room on its own, and arrives whole once room is freed."""
@@ -232,22 +233,22 @@ def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_late
         write(source / name, os.urandom(4096))
     others: list[Path] = []
     refused: list[int | None] = []
-    real_write = Copier._write
 
-    def another_writer_takes_the_room(self: Copier, fd: int, data: memoryview) -> None:
-        if len(data) <= MiB or others:
-            real_write(self, fd, data)
-            return
-        others.append(fill(nas, 2 * MiB))  # the big file's first chunk: another writer fills the share first
-        try:
-            real_write(self, fd, data)
-        except OSError as exc:
-            refused.append(exc.errno)
-            raise
+    class AnotherWriterTakesTheRoom(CopyIO):
+        def write_chunk(self, fd: int, data: memoryview) -> None:
+            if len(data) <= MiB or others:
+                super().write_chunk(fd, data)
+                return
+            others.append(fill(nas, 2 * MiB))  # the big file's first chunk: another writer fills the share first
+            try:
+                super().write_chunk(fd, data)
+            except OSError as exc:
+                refused.append(exc.errno)
+                raise
 
-    monkeypatch.setattr(Copier, "_write", another_writer_takes_the_room)
     watcher = Background(
-        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), return_state=True)
+        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), return_state=True),
+        io=AnotherWriterTakesTheRoom(),
     )
     wait_until(lambda: attempts["big.mxf"] == 1 and moved(source, nas, small), timeout=30, what="the small files")
     wait_until(lambda: "waiting for room" in (status_rows().get("big.mxf", {}).get("error") or ""), what="the row")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fta import paths
 from fta.copier import Copier, CopyResult, hash_file
+from fta.copy_io import CopyIO
 from fta.errors import (
     CopyInterrupted,
     CorruptCopy,
@@ -146,48 +147,50 @@ def test_source_replaced_during_the_copy_is_kept(make_settings: MakeSettings, so
     assert leftovers(destination) == []
 
 
-class FlipOneByte(Copier):
+class FlipOneByte(CopyIO):
     """Corrupts the second chunk it writes."""
 
     writes = 0
 
-    def _write(self, fd: int, data: memoryview) -> None:
+    def write_chunk(self, fd: int, data: memoryview) -> None:
         self.writes += 1
         if self.writes == 2:
             spoiled = bytearray(data)
             spoiled[0] ^= 0xFF
             data = memoryview(spoiled)
-        super()._write(fd, data)
+        super().write_chunk(fd, data)
 
 
-class DropLastByte(Copier):
-    def _write(self, fd: int, data: memoryview) -> None:
-        super()._write(fd, data[:-1] if len(data) < CHUNK else data)
+class DropLastByte(CopyIO):
+    def write_chunk(self, fd: int, data: memoryview) -> None:
+        super().write_chunk(fd, data[:-1] if len(data) < CHUNK else data)
 
 
 @pytest.mark.parametrize(
-    ("copier_class", "verify", "words"),
+    ("io_class", "verify", "words"),
     [(FlipOneByte, "checksum", "checksum"), (DropLastByte, "size", "bytes written")],
 )
 def test_corrupt_copy_is_detected_and_the_source_kept(
     make_settings: MakeSettings,
     source: Path,
     destination: Path,
-    copier_class: type[Copier],
+    io_class: type[CopyIO],
     verify: str,
     words: str,
 ) -> None:
     data = os.urandom(3 * CHUNK + 5)
     src = write(source / "a.mxf", data)
     with pytest.raises(CorruptCopy, match=words):
-        copier_class(make_settings(verify=verify), chunk_size=CHUNK).copy("a.mxf")
+        Copier(make_settings(verify=verify), chunk_size=CHUNK, io=io_class()).copy("a.mxf")
     assert src.read_bytes() == data
     assert list(destination.iterdir()) == []
 
 
-def test_stop_request_leaves_no_temp_and_keeps_the_source(
-    make_settings: MakeSettings, source: Path, destination: Path
+@pytest.mark.parametrize("use_temporary_file", [True, False])
+def test_stop_request_leaves_no_partial_file_and_keeps_the_source(
+    make_settings: MakeSettings, source: Path, destination: Path, use_temporary_file: bool
 ) -> None:
+    """Half written when the stop comes: neither the temp file nor (written in place) the final name stays."""
     data = os.urandom(4 * CHUNK)
     src = write(source / "a.mxf", data)
     stop = threading.Event()
@@ -196,7 +199,8 @@ def test_stop_request_leaves_no_temp_and_keeps_the_source(
         if done >= 2 * CHUNK:
             stop.set()
 
-    copier = Copier(make_settings(), chunk_size=CHUNK, progress_interval=0)
+    settings = make_settings(use_temporary_file=use_temporary_file)
+    copier = Copier(settings, chunk_size=CHUNK, progress_interval=0)
     with pytest.raises(CopyInterrupted):
         copier.copy("a.mxf", progress=stop_midway, stop=stop)
     assert src.read_bytes() == data
@@ -388,7 +392,7 @@ def test_without_temporary_file_a_corrupt_copy_is_removed(
 ) -> None:
     src = write(source / "a.mxf", os.urandom(3 * CHUNK))
     with pytest.raises(CorruptCopy):
-        FlipOneByte(make_settings(use_temporary_file=False), chunk_size=CHUNK).copy("a.mxf")
+        Copier(make_settings(use_temporary_file=False), chunk_size=CHUNK, io=FlipOneByte()).copy("a.mxf")
     assert src.exists()
     assert list(destination.iterdir()) == []
 

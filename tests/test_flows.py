@@ -16,20 +16,21 @@ from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.api_state import STATUS_KEY
-from flows.config import run_in_process
+from flows.config import copy_io_in_process, run_in_process
 from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta import copier as copier_module
 from fta.copier import hash_file
+from fta.copy_io import CopyIO
 from fta.simulator import GrowthPlan, simulate
 from fta.sourcelock import entries_in, lock_folder
 from tests.conftest import HOLD_THE_SOURCE, Mount, mount_tmpfs, other_process, unmount, write
+from tests.copy_ios import AfterEachChunk, HoldAfterEachChunk, SlowDisk
 from tests.prefect_helpers import (
     Background,
     fast_config,
     files_below,
-    hold_copies_after_their_first_chunk,
     kind,
     message,
     runs_by_name,
@@ -129,24 +130,22 @@ def test_per_file_error_is_retried_then_failed_while_others_move(source: Path, d
     assert [kind(r) for r in runs["copy other.mxf"]] == ["COMPLETED"]
 
 
-def test_corrupt_copy_is_detected_kept_and_retried(
-    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_corrupt_copy_is_detected_kept_and_retried(source: Path, destination: Path) -> None:
     data = os.urandom(3 * 1024 * 1024)
     write(source / "a.mxf", data)
-    real_write = copier_module.Copier._write
     spoiled: list[int] = []
 
-    def flip_first_write(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
-        if not spoiled:
-            spoiled.append(len(chunk))
-            bad = bytearray(chunk)
-            bad[0] ^= 0xFF
-            chunk = memoryview(bad)
-        real_write(self, fd, chunk)
+    class FlipFirstWrite(CopyIO):
+        def write_chunk(self, fd: int, chunk: memoryview) -> None:
+            if not spoiled:
+                spoiled.append(len(chunk))
+                bad = bytearray(chunk)
+                bad[0] ^= 0xFF
+                chunk = memoryview(bad)
+            super().write_chunk(fd, chunk)
 
-    monkeypatch.setattr(copier_module.Copier, "_write", flip_first_write)
-    state = run_once(fast_config(source, destination))
+    with copy_io_in_process(FlipFirstWrite()):
+        state = run_once(fast_config(source, destination))
     assert state.is_completed()
     assert spoiled  # the fault was injected
     assert (destination / "a.mxf").read_bytes() == data
@@ -155,17 +154,17 @@ def test_corrupt_copy_is_detected_kept_and_retried(
     assert len(run) == 1 and run[0].run_count == 2
 
 
-def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(
-    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(source: Path, destination: Path) -> None:
     data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the stop lands between them
     write(source / "rec" / "long.mxf", data)
-    in_copy, stopped = hold_copies_after_their_first_chunk(monkeypatch)  # the stop lands while the copy waits
-    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
-    assert in_copy.wait(30)
+    held = HoldAfterEachChunk()  # the stop lands while the copy waits
+    watcher = Background(
+        lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True), io=held
+    )
+    assert held.in_copy.wait(30)
     assert temp_files(destination)  # a copy is under way
     request_stop()
-    stopped.set()
+    held.release.set()
     watcher.result()
     assert temp_files(destination) == []
     assert not (destination / "rec" / "long.mxf").exists()
@@ -295,16 +294,16 @@ def test_two_hundred_files_arrive_exactly_once(source: Path, destination: Path) 
 
 
 def test_destination_vanishing_mid_copy_defers_the_file_until_it_is_back(
-    source: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch, fta_log: list[str]
+    source: Path, tmpfs: Mount, fta_log: list[str]
 ) -> None:
     nas = tmpfs("64m")
     data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the share goes away between them
     write(source / "clips" / "a.mxf", data)
-    in_copy, unmounted = hold_copies_after_their_first_chunk(monkeypatch)  # the share goes while the copy waits
-    once = Background(lambda: run_once(fast_config(source, nas, require_mount=True)))
-    assert in_copy.wait(30)
+    held = HoldAfterEachChunk()  # the share goes while the copy waits
+    once = Background(lambda: run_once(fast_config(source, nas, require_mount=True)), io=held)
+    assert held.in_copy.wait(30)
     unmount(nas)
-    unmounted.set()
+    held.release.set()
     wait_until(lambda: any("transfer deferred" in line for line in fta_log), what="the copy to be deferred")
     wait_until(lambda: any("destination unavailable" in line for line in fta_log), what="the guard to hold")
     assert list(nas.iterdir()) == []  # nothing was written into the bare mount point
@@ -324,21 +323,17 @@ def test_destination_vanishing_mid_copy_defers_the_file_until_it_is_back(
     assert all(kind(r) != "FAILED" for named in runs.values() for r in named)
 
 
-def test_source_changing_during_the_copy_waits_and_is_copied_whole(
-    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_source_changing_during_the_copy_waits_and_is_copied_whole(source: Path, destination: Path) -> None:
     clip = write(source / "a.mxf", os.urandom(8 * 1024 * 1024 + 4096))
-    real_write = copier_module.Copier._write
     appended: list[int] = []
 
-    def recorder_appends_once(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
-        real_write(self, fd, chunk)
+    def recorder_appends_once(chunk: memoryview) -> None:
         if not appended:
             with clip.open("ab") as f:
                 appended.append(f.write(b"the end of the recording"))
 
-    monkeypatch.setattr(copier_module.Copier, "_write", recorder_appends_once)
-    state = run_once(fast_config(source, destination))
+    with copy_io_in_process(AfterEachChunk(recorder_appends_once)):
+        state = run_once(fast_config(source, destination))
     expected = 8 * 1024 * 1024 + 4096 + appended[0]
     assert state.is_completed()
     assert (destination / "a.mxf").stat().st_size == expected
@@ -440,19 +435,13 @@ def test_guard_emits_unavailable_and_restored_events(source: Path, tmp_path: Pat
     assert seen["fta.destination.restored"]["unavailable_seconds"] >= 0
 
 
-def test_long_copy_has_a_progress_artifact(source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_copy_has_a_progress_artifact(source: Path, destination: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, FlowRunFilter, FlowRunFilterId
 
     write(source / "long.mxf", os.urandom(2 * 8 * 1024 * 1024 + 1))  # three chunks
-    real_write = copier_module.Copier._write
-
-    def slow_disk(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
-        real_write(self, fd, chunk)
-        threading.Event().wait(0.6)  # a slow NAS: the copy takes well over a second
-
-    monkeypatch.setattr(copier_module.Copier, "_write", slow_disk)
-    state = run_once(fast_config(source, destination))
+    with copy_io_in_process(SlowDisk(0.6)):  # a slow NAS: the copy takes well over a second
+        state = run_once(fast_config(source, destination))
     assert state.is_completed()
     flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
     progress = ArtifactFilter(type=ArtifactFilterType(any_=["progress"]))

@@ -20,11 +20,12 @@ from flows.storage_report import storage_report
 from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
+from fta.copy_io import CopyIO
 from tests.conftest import HOLD_THE_SOURCE, other_process, write
+from tests.copy_ios import HoldAfterEachChunk
 from tests.prefect_helpers import (
     Background,
     fast_config,
-    hold_copies_after_their_first_chunk,
     slow_agent,
     wait_until,
 )
@@ -233,15 +234,35 @@ def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None
     assert "Crash detected" not in errors and "Finished in state Completed(" in errors, errors[-2000:]
 
 
-def watch_on_block(name: str, source: Path, destination: Path) -> Background:
-    """A watch run whose settings are the TransferConfig block ``name``, saved from the fast test settings."""
+def test_the_slowed_agent_is_slow_in_its_own_process(source: Path, destination: Path, tmp_path: Path) -> None:
+    """``slow_agent``'s disk reaches the copies of a child ``fta once``: each of the file's chunks takes its delay."""
+    from prefect.settings import PREFECT_API_URL
+
+    write(source / "rec.mxf", os.urandom(2 * 8 * 1024 * 1024 + 1))  # three chunks, 1 s each in this agent
+    log = tmp_path / "fta.log"
+    options = ["--source", str(source), "--destination", str(destination), "--file-stable-time-seconds", "0.2"]
+    options += ["--polling-interval-seconds", "0.1", "--log-file-path", str(log)]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    done = subprocess.run(
+        [sys.executable, "-c", slow_agent(1.0), "once", *options], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    copied = [line for line in log.read_text().splitlines() if "transfer copied" in line]
+    assert len(copied) == 1, log.read_text()[-2000:]
+    seconds = float(copied[0].split(" seconds=")[1].split()[0])
+    assert seconds >= 3.0  # unslowed, these 16 MiB take well under a second (0.33 s on a loaded 2-core machine)
+
+
+def watch_on_block(name: str, source: Path, destination: Path, disk: CopyIO | None = None) -> Background:
+    """A watch run whose settings are the TransferConfig block ``name``, saved from the fast test settings
+    (``disk``: the I/O under its copies)."""
     from blocks.transfer_config import TransferConfig
     from fta.settings import load_settings
 
     TransferConfig.from_settings(load_settings(fast_config(source, destination), env_file=None)).save(
         name, overwrite=True
     )
-    return Background(lambda: run_in_process(watch_folder, name, return_state=True))
+    return Background(lambda: run_in_process(watch_folder, name, return_state=True), io=disk)
 
 
 def edit_block(name: str, **paths: Path) -> None:
@@ -273,19 +294,19 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
 
 
 def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
-    source: Path, destination: Path, tmp_path: Path, fta_log: list[str], monkeypatch: pytest.MonkeyPatch
+    source: Path, destination: Path, tmp_path: Path, fta_log: list[str]
 ) -> None:
     """A copy of the old source finishes there (and keeps the old source's lock) before the new source is moved."""
     from fta.sourcelock import SourceLock
 
     new_source = tmp_path / "new-source"
     new_source.mkdir()
-    in_copy, release = hold_copies_after_their_first_chunk(monkeypatch)
+    held = HoldAfterEachChunk()
     data = os.urandom(100_000)
     write(source / "rec.mxf", data)
-    watcher = watch_on_block("switch-test", source, destination)
+    watcher = watch_on_block("switch-test", source, destination, disk=held)
     try:
-        assert in_copy.wait(30)
+        assert held.in_copy.wait(30)
         edit_block("switch-test", source_path=new_source)
         write(new_source / "two.mxf", b"2")
         wait_until(lambda: any("end before the new paths apply" in line for line in fta_log), what="the switch")
@@ -293,11 +314,11 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
         taken = old.acquire()
         old.release()
         assert not taken  # the old source stays locked while its copy runs
-        release.set()
+        held.release.set()
         wait_until(lambda: (destination / "two.mxf").exists(), what="the new source moved after the switch")
         assert (destination / "rec.mxf").read_bytes() == data and not (source / "rec.mxf").exists()
     finally:
-        release.set()
+        held.release.set()
         request_stop()
         watcher.result()
 

@@ -326,21 +326,15 @@ def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
         watcher.result()
 
 
-def test_source_deleted_during_its_copy_is_simply_gone(
-    source: Path, destination: Path, api_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import fta.copier as copier_module
+def test_source_deleted_during_its_copy_is_simply_gone(source: Path, destination: Path, api_url: str) -> None:
+    from flows.config import copy_io_in_process
     from flows.transfer_once import transfer_once
+    from tests.copy_ios import AfterEachChunk
     from tests.prefect_helpers import fast_config
 
     clip = write(source / "a.mxf", os.urandom(8 * 1024 * 1024 + 10))
-    real = copier_module.Copier._write
-
-    def operator_deletes_it(self: copier_module.Copier, fd: int, chunk: memoryview) -> None:
-        real(self, fd, chunk)
-        clip.unlink(missing_ok=True)
-
-    monkeypatch.setattr(copier_module.Copier, "_write", operator_deletes_it)
-    state = run_in_process(transfer_once, fast_config(source, destination), return_state=True)
+    operator_deletes_it = AfterEachChunk(lambda chunk: clip.unlink(missing_ok=True))
+    with copy_io_in_process(operator_deletes_it):
+        state = run_in_process(transfer_once, fast_config(source, destination), return_state=True)
     assert state.is_completed()
     assert list(destination.iterdir()) == []  # no partial copy under any name

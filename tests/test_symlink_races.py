@@ -1,8 +1,8 @@
 """Nothing outside the two roots is read, written or deleted, whatever others do to the folders meanwhile.
 
-Each race is made deterministic by doing the swap from inside the copy (a wrapped system call or the copier's
-``_write`` seam), at the very moment a path-based implementation would be redirected; the stress test at the end
-races real swaps against a running watch and watches the outside folders with inotify.
+Each race is made deterministic by doing the swap from inside the copy (a wrapped system call or a disk under the
+copier's I/O seam, ``Copier(io=...)``), at the very moment a path-based implementation would be redirected; the
+stress test at the end races real swaps against a running watch and watches the outside folders with inotify.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from fta.errors import DestinationBlocked
 from fta.scanner import scan_source
 from fta.stability import FileSig, ReadinessCheck, can_lock_exclusively
 from tests.conftest import DEEP, MakeSettings, make_deep_folders, write
+from tests.copy_ios import AfterEachChunk
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 
@@ -167,21 +168,19 @@ def test_a_source_folder_swapped_right_before_the_delete_deletes_only_the_file_r
 
 
 def test_a_source_folder_swapped_for_a_symlink_during_the_copy_touches_nothing_outside(
-    make_settings: MakeSettings, source: Path, destination: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+    make_settings: MakeSettings, source: Path, destination: Path, outside: Path
 ) -> None:
     data = os.urandom(3 * 64 * 1024)
     src = write(source / "cam1" / "clip.mxf", data)
     before = snapshot(outside)
-    real_write = Copier._write
     swapped: list[Path] = []
 
-    def swap_after_the_first_chunk(self: Copier, fd: int, chunk: memoryview) -> None:
-        real_write(self, fd, chunk)
+    def swap_after_the_first_chunk(chunk: memoryview) -> None:
         if not swapped:
             swapped.append(swap_for_symlink(source / "cam1", outside / "cam1"))
 
-    monkeypatch.setattr(Copier, "_write", swap_after_the_first_chunk)
-    result = Copier(make_settings(), chunk_size=64 * 1024).copy("cam1/clip.mxf", FileSig.from_stat(src.stat()))
+    copier = Copier(make_settings(), chunk_size=64 * 1024, io=AfterEachChunk(swap_after_the_first_chunk))
+    result = copier.copy("cam1/clip.mxf", FileSig.from_stat(src.stat()))
     assert swapped
     assert snapshot(outside) == before
     assert result.outcome == "copied"  # the file read, in the folder it was read from, is the one deleted
@@ -248,29 +247,22 @@ def test_a_destination_folder_swapped_for_a_symlink_before_the_rename_writes_not
     """``dst/cam1`` becomes a symlink to a folder that holds files named like our temp file and the final name:
     the temp file, the read-back, the rename and any clean-up stay in the folder the copy opened."""
     settings = make_settings()
-    copier = Copier(settings, chunk_size=64 * 1024)
+    elsewhere = tmp_path / "elsewhere"
+    swapped: list[Path] = []
+
+    def swap(*chunk: memoryview) -> None:
+        if not swapped:
+            swapped.append(swap_for_symlink(destination / "cam1", elsewhere))
+
+    during = moment == "during the copy"
+    copier = Copier(settings, chunk_size=64 * 1024, io=AfterEachChunk(swap) if during else None)
     data = os.urandom(3 * 64 * 1024)
     src = write(source / "cam1" / "clip.mxf", data)
-    elsewhere = tmp_path / "elsewhere"
     write(elsewhere / paths.temp_name("clip.mxf", copier.owner), b"named like the temp file")
     write(elsewhere / "clip.mxf", b"named like the final file")
     (destination / "cam1").mkdir()
     before = snapshot(elsewhere)
-    swapped: list[Path] = []
-
-    def swap() -> None:
-        if not swapped:
-            swapped.append(swap_for_symlink(destination / "cam1", elsewhere))
-
-    if moment == "during the copy":
-        real_write = Copier._write
-
-        def swap_after_the_first_chunk(self: Copier, fd: int, chunk: memoryview) -> None:
-            real_write(self, fd, chunk)
-            swap()
-
-        monkeypatch.setattr(Copier, "_write", swap_after_the_first_chunk)
-    else:
+    if not during:
         real_name_max = paths.name_max
 
         def swap_then_ask(folder: Path | int) -> int:  # asked right after the folders are made
