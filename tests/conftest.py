@@ -43,15 +43,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.chdir(workdir)
 
 
-@pytest.fixture(autouse=True)
-def _no_stop_carried_over() -> Iterator[None]:
-    """A test's stop request that found no loop running (it had ended already) must not stop the next test's."""
-    yield
-    loop_module = sys.modules.get("flows.transfer_loop")
-    if loop_module is not None:
-        loop_module._stop_pending.clear()
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -17,9 +17,9 @@ from prefect.testing.utilities import prefect_test_harness
 from deployments.cli import main
 from flows.config import run_in_process
 from flows.storage_report import storage_report
-from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
+from fta.stop_switch import StopSwitch
 from tests.conftest import HOLD_THE_SOURCE, other_process, write
 from tests.prefect_helpers import (
     Background,
@@ -142,16 +142,16 @@ def test_the_status_and_the_storage_report_keep_their_history_short(
     source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Published for months, every version kept would grow the server's database without end."""
-    from flows import api_state, transfer_loop
+    from flows import api_state, status_publisher
     from flows.api_state import HEALTH_KEY, STATUS_KEY, STORAGE_KEY, read_table
 
     monkeypatch.setattr(api_state, "VERSIONS_KEPT", 2)
-    monkeypatch.setattr(transfer_loop, "PRUNE_EVERY", 3)
+    monkeypatch.setattr(status_publisher, "PRUNE_EVERY", 3)
     from prefect import flow
 
     @flow
     def ten_tables() -> None:
-        publish = transfer_loop.status_artifact_writer()
+        publish = status_publisher.status_artifact_writer()
         for n in range(10):  # prunes after the 1st, 4th, 7th and 10th
             publish([{"file": f"f{n}.mxf"}], f"table {n}")
 
@@ -168,7 +168,10 @@ def test_health_follows_the_watch_run_and_the_storage_report(source: Path, desti
     code, out = fta("health", "-w", "0", "-c", "0")
     assert code == 2
     assert out.startswith("FTA CRITICAL - ") and "watch run is not running" in out
-    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
+    stop = StopSwitch()
+    watcher = Background(
+        lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
+    )
     try:
         wait_until(lambda: fta("health", "-w", "0", "-c", "0")[0] == 0, what="health OK while watching")
         code, out = fta("health", "-w", "0", "-c", "0")
@@ -176,7 +179,7 @@ def test_health_follows_the_watch_run_and_the_storage_report(source: Path, desti
         code, out = fta("health", "-w", "1000000000", "-c", "0")
         assert code == 1 and out.startswith("FTA WARNING - ")
     finally:
-        request_stop()
+        stop.request()
         watcher.result()
 
 
@@ -233,7 +236,7 @@ def test_sigterm_mid_copy_stops_cleanly(source: Path, destination: Path) -> None
     assert "Crash detected" not in errors and "Finished in state Completed(" in errors, errors[-2000:]
 
 
-def watch_on_block(name: str, source: Path, destination: Path) -> Background:
+def watch_on_block(name: str, source: Path, destination: Path, stop: StopSwitch) -> Background:
     """A watch run whose settings are the TransferConfig block ``name``, saved from the fast test settings."""
     from blocks.transfer_config import TransferConfig
     from fta.settings import load_settings
@@ -241,7 +244,7 @@ def watch_on_block(name: str, source: Path, destination: Path) -> Background:
     TransferConfig.from_settings(load_settings(fast_config(source, destination), env_file=None)).save(
         name, overwrite=True
     )
-    return Background(lambda: run_in_process(watch_folder, name, return_state=True))
+    return Background(lambda: run_in_process(watch_folder, name, stop=stop, return_state=True))
 
 
 def edit_block(name: str, **paths: Path) -> None:
@@ -259,7 +262,8 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
 ) -> None:
     second = tmp_path / "second"
     second.mkdir()
-    watcher = watch_on_block("reload-test", source, destination)
+    stop = StopSwitch()
+    watcher = watch_on_block("reload-test", source, destination, stop)
     try:
         write(source / "one.mxf", b"1")
         wait_until((destination / "one.mxf").exists, what="the first file at the first destination")
@@ -268,7 +272,7 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
         wait_until((second / "two.mxf").exists, what="the second file at the edited destination")
         assert not (destination / "two.mxf").exists()
     finally:
-        request_stop()
+        stop.request()
         watcher.result()
 
 
@@ -283,7 +287,8 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
     in_copy, release = hold_copies_after_their_first_chunk(monkeypatch)
     data = os.urandom(100_000)
     write(source / "rec.mxf", data)
-    watcher = watch_on_block("switch-test", source, destination)
+    stop = StopSwitch()
+    watcher = watch_on_block("switch-test", source, destination, stop)
     try:
         assert in_copy.wait(30)
         edit_block("switch-test", source_path=new_source)
@@ -298,7 +303,7 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
         assert (destination / "rec.mxf").read_bytes() == data and not (source / "rec.mxf").exists()
     finally:
         release.set()
-        request_stop()
+        stop.request()
         watcher.result()
 
 
@@ -310,7 +315,8 @@ def test_a_block_edit_onto_a_source_another_run_moves_is_not_taken(
     busy.mkdir()
     write(busy / "theirs.mxf", b"the other run's")
     with other_process(HOLD_THE_SOURCE, str(busy)):
-        watcher = watch_on_block("busy-test", source, destination)
+        stop = StopSwitch()
+        watcher = watch_on_block("busy-test", source, destination, stop)
         try:
             write(source / "one.mxf", b"1")
             wait_until((destination / "one.mxf").exists, what="the first file moved")
@@ -323,7 +329,7 @@ def test_a_block_edit_onto_a_source_another_run_moves_is_not_taken(
             wait_until((destination / "two.mxf").exists, what="the old source still moved")
             assert (busy / "theirs.mxf").exists() and not (destination / "theirs.mxf").exists()
         finally:
-            request_stop()
+            stop.request()
             watcher.result()
 
 
@@ -461,16 +467,16 @@ def test_webhook_alert_when_the_watch_run_crashes(
     source: Path, destination: Path, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from deployments.alerts import ensure_alerts
-    from flows.transfer_loop import TransferLoop
+    from flows.source_watcher import SourceWatcher
     from fta.settings import load_settings
 
     config = fast_config(source, destination, alert_webhook_url=receiver.url)
     ensure_alerts(load_settings(config, env_file=None))
 
-    def crash(self: TransferLoop) -> None:
+    def crash(self: SourceWatcher) -> None:
         raise KeyboardInterrupt  # what an abrupt interruption of the process looks like to the flow engine
 
-    monkeypatch.setattr(TransferLoop, "_scan", crash)
+    monkeypatch.setattr(SourceWatcher, "scan", crash)
     watcher = Background(lambda: run_in_process(watch_folder, config, return_state=True))
     with pytest.raises(KeyboardInterrupt):
         watcher.result()
