@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fta.settings import Settings, load_settings
+from fta.stop_switch import StopSwitch
 
 
 class FakeClock:
@@ -46,6 +47,15 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def stop() -> Iterator[StopSwitch]:
+    """The stop switch of the test's run (``run_in_process(..., stop=stop)``), pulled at the end: a test that fails
+    half-way still stops its watch, which would otherwise go on in the background."""
+    switch = StopSwitch()
+    yield switch
+    switch.request()
 
 
 DEEP = [f"{level:02d}" + "d" * 248 for level in range(20)]  # 20 folders of 250 bytes: past PATH_MAX (4,096)

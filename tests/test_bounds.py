@@ -50,15 +50,6 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture
-def stop() -> Iterator[StopSwitch]:
-    """The test's watch run's stop switch: a test that fails half-way still stops its watch (it would go on in the
-    background)."""
-    switch = StopSwitch()
-    yield switch
-    switch.request()
-
-
-@pytest.fixture
 def attempts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Copy attempts per file, counted where the copier is called (every attempt, retries included)."""
     counted: Counter[str] = Counter()

@@ -51,7 +51,7 @@ def run_once(config: dict[str, Any]) -> Any:
     return run_in_process(transfer_once, config, return_state=True)
 
 
-def test_growing_file_is_copied_only_when_finished(source: Path, destination: Path) -> None:
+def test_growing_file_is_copied_only_when_finished(source: Path, destination: Path, stop: StopSwitch) -> None:
     clip = source / "cam1" / "clip.mxf"
     growing = threading.Event()
     seen_early: list[str] = []
@@ -70,7 +70,6 @@ def test_growing_file_is_copied_only_when_finished(source: Path, destination: Pa
     writer.start()
     growing.wait(10)
     wait_until(clip.exists, what="the recording to start")
-    stop = StopSwitch()
     watcher = Background(
         lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
     )
@@ -159,12 +158,11 @@ def test_corrupt_copy_is_detected_kept_and_retried(
 
 
 def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(
-    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch, stop: StopSwitch
 ) -> None:
     data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the stop lands between them
     write(source / "rec" / "long.mxf", data)
     in_copy, stopped = hold_copies_after_their_first_chunk(monkeypatch)  # the stop lands while the copy waits
-    stop = StopSwitch()
     watcher = Background(
         lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
     )
@@ -182,10 +180,9 @@ def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(
     assert not (source / "rec" / "long.mxf").exists()
 
 
-def test_a_stop_asked_while_the_watch_run_starts_is_not_lost(source: Path, destination: Path) -> None:
+def test_a_stop_asked_while_the_watch_run_starts_is_not_lost(source: Path, destination: Path, stop: StopSwitch) -> None:
     """SIGTERM can come before the loop has started (the flow run is still starting): the loop stops at once."""
     write(source / "waits.mxf", b"stays in the source")
-    stop = StopSwitch()
     stop.request()  # no loop runs yet in this process
     watcher = Background(
         lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
@@ -241,11 +238,10 @@ def watch_kept_out(source: Path, destination: Path, fta_log: list[str], stop: St
 
 
 def test_a_watch_waits_for_the_run_holding_its_source_then_moves(
-    source: Path, destination: Path, fta_log: list[str]
+    source: Path, destination: Path, fta_log: list[str], stop: StopSwitch
 ) -> None:
     """A watch started while another run still holds the source (a predecessor stopping) waits, then takes over."""
     write(source / "a.mxf", b"moved by whoever holds the source")
-    stop = StopSwitch()
     with watch_kept_out(source, destination, fta_log, stop) as watcher:
         assert (source / "a.mxf").exists() and files_below(destination) == {}
     try:
@@ -258,10 +254,9 @@ def test_a_watch_waits_for_the_run_holding_its_source_then_moves(
 
 
 def test_a_watch_stopped_while_it_waits_for_its_source_ends_cleanly(
-    source: Path, destination: Path, fta_log: list[str]
+    source: Path, destination: Path, fta_log: list[str], stop: StopSwitch
 ) -> None:
     write(source / "a.mxf", b"stays")
-    stop = StopSwitch()
     with watch_kept_out(source, destination, fta_log, stop) as watcher:
         stop.request()
         assert watcher.result(timeout=30).is_completed()
@@ -501,12 +496,13 @@ def test_same_name_again_later_is_copied_again_and_audited(source: Path, destina
     assert all(a["checksum"].startswith("xxh3_128:") and a["source"].endswith("a.mxf") for a in audits)
 
 
-def test_file_events_bring_finished_files_over_long_before_the_next_poll(source: Path, destination: Path) -> None:
+def test_file_events_bring_finished_files_over_long_before_the_next_poll(
+    source: Path, destination: Path, stop: StopSwitch
+) -> None:
     """Scans every 10 minutes: only file events (a change, then the stable time running out) can move these files
     within the deadlines below; a recording that grows meanwhile is still copied only when finished."""
     config = fast_config(source, destination, polling_interval_seconds=600)
     write(source / "first.mxf", b"found by the first scan, settled by a deadline scan")
-    stop = StopSwitch()
     watcher = Background(lambda: run_in_process(watch_folder, config, stop=stop, return_state=True))
     wait_until(lambda: (destination / "first.mxf").exists(), timeout=30, what="the stable time's deadline scan")
     clip = source / "cam2" / "clip.mxf"

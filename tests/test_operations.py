@@ -163,12 +163,11 @@ def test_the_status_and_the_storage_report_keep_their_history_short(
     assert len(_versions(STORAGE_KEY)) == 2 and len(_versions(HEALTH_KEY)) == 2
 
 
-def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path) -> None:
+def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path, stop: StopSwitch) -> None:
     run_in_process(storage_report, fast_config(source, destination, storage_warning_gb=0))
     code, out = fta("health", "-w", "0", "-c", "0")
     assert code == 2
     assert out.startswith("FTA CRITICAL - ") and "watch run is not running" in out
-    stop = StopSwitch()
     watcher = Background(
         lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
     )
@@ -258,11 +257,10 @@ def edit_block(name: str, **paths: Path) -> None:
 
 
 def test_editing_the_config_block_takes_effect_without_a_restart(
-    source: Path, destination: Path, tmp_path: Path
+    source: Path, destination: Path, tmp_path: Path, stop: StopSwitch
 ) -> None:
     second = tmp_path / "second"
     second.mkdir()
-    stop = StopSwitch()
     watcher = watch_on_block("reload-test", source, destination, stop)
     try:
         write(source / "one.mxf", b"1")
@@ -277,7 +275,12 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
 
 
 def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
-    source: Path, destination: Path, tmp_path: Path, fta_log: list[str], monkeypatch: pytest.MonkeyPatch
+    source: Path,
+    destination: Path,
+    tmp_path: Path,
+    fta_log: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stop: StopSwitch,
 ) -> None:
     """A copy of the old source finishes there (and keeps the old source's lock) before the new source is moved."""
     from fta.sourcelock import SourceLock
@@ -287,7 +290,6 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
     in_copy, release = hold_copies_after_their_first_chunk(monkeypatch)
     data = os.urandom(100_000)
     write(source / "rec.mxf", data)
-    stop = StopSwitch()
     watcher = watch_on_block("switch-test", source, destination, stop)
     try:
         assert in_copy.wait(30)
@@ -308,14 +310,13 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
 
 
 def test_a_block_edit_onto_a_source_another_run_moves_is_not_taken(
-    source: Path, destination: Path, tmp_path: Path, fta_log: list[str]
+    source: Path, destination: Path, tmp_path: Path, fta_log: list[str], stop: StopSwitch
 ) -> None:
     """The edit would make two runs move one source: it is logged and the settings in force stay, lock and all."""
     busy = tmp_path / "busy-source"
     busy.mkdir()
     write(busy / "theirs.mxf", b"the other run's")
     with other_process(HOLD_THE_SOURCE, str(busy)):
-        stop = StopSwitch()
         watcher = watch_on_block("busy-test", source, destination, stop)
         try:
             write(source / "one.mxf", b"1")
