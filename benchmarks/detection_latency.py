@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from copier_throughput import cpu_model
 
 from flows.config import run_in_process
-from flows.transfer_loop import request_stop
 from flows.watch_folder import watch_folder
 from fta.copier import Copier
 from fta.simulator import parse_size
+from fta.stop_switch import StopSwitch
 
 MODES = {"off": ("polling only", False), "on": ("file events", True)}
 STARTUP_TIMEOUT = 180.0  # the first flow run starts the temporary server
@@ -147,8 +147,9 @@ def run_mode(key: str, args: argparse.Namespace, size: int, starts: CopyStarts, 
         "max_concurrent_copies": 4,
     }
     outcome: list[Any] = []
+    stop = StopSwitch()
     runner = threading.Thread(
-        target=lambda: outcome.append(run_in_process(watch_folder, config, return_state=True)),
+        target=lambda: outcome.append(run_in_process(watch_folder, config, stop=stop, return_state=True)),
         name="watch",
         daemon=True,
     )
@@ -181,7 +182,7 @@ def run_mode(key: str, args: argparse.Namespace, size: int, starts: CopyStarts, 
             else:
                 result.latencies.append(started - last_write)
     finally:
-        request_stop()
+        stop.request()
         runner.join(120)
         shutil.rmtree(work, ignore_errors=True)
     return result

@@ -79,6 +79,7 @@ from flows.config import run_in_process
 from fta.copier import hash_file
 from fta.probe import PROBE_PREFIX
 from fta.settings import Settings
+from fta.stop_switch import StopSwitch
 
 # Prefect is imported only once the server runs: it reads its settings (PREFECT_API_URL) when imported.
 
@@ -324,13 +325,14 @@ class WatchRun:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.outcome: list[Any] = []
+        self.switch = StopSwitch()
         self.thread = threading.Thread(target=self._run, name="watch_folder", daemon=True)
 
     def _run(self) -> None:
         from flows.watch_folder import watch_folder
 
         try:
-            self.outcome.append(run_in_process(watch_folder, self.config, return_state=True))
+            self.outcome.append(run_in_process(watch_folder, self.config, stop=self.switch, return_state=True))
         except BaseException as exc:  # reported by stop(); the timed run sees the thread gone
             self.outcome.append(exc)
 
@@ -342,9 +344,7 @@ class WatchRun:
 
     def stop(self, timeout: float = 120.0) -> str:
         """Ask the loop to stop (as SIGTERM does in ``fta watch``); returns how the flow run ended."""
-        from flows.transfer_loop import request_stop
-
-        request_stop()
+        self.switch.request()
         self.thread.join(timeout)
         return self.ended()
 

@@ -27,9 +27,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flows.config import run_in_process
-from flows.transfer_loop import request_stop
 from flows.watch_folder import watch_folder
 from fta.simulator import parse_size
+from fta.stop_switch import StopSwitch
 
 
 def rss_mb() -> float:
@@ -62,7 +62,10 @@ def main() -> None:
         "max_concurrent_copies": 4,
     }
     outcome: list[Any] = []
-    runner = threading.Thread(target=lambda: outcome.append(run_in_process(watch_folder, config, return_state=True)))
+    stop = StopSwitch()
+    runner = threading.Thread(
+        target=lambda: outcome.append(run_in_process(watch_folder, config, stop=stop, return_state=True))
+    )
     started = time.monotonic()
     runner.start()
     payload = os.urandom(size)
@@ -95,7 +98,7 @@ def main() -> None:
         rows.append((batch_no, done, rss_mb(), count / seconds, statistics.median(latencies)))
         b, moved, rss, rate, latency = rows[-1]
         print(f"{b:>5} {moved:>7} {rss:>7.0f} {rate:>8.1f} {latency:>17.2f}", flush=True)
-    request_stop()
+    stop.request()
     runner.join(120)
     total = time.monotonic() - started
     arrived = sum(1 for p in destination.rglob("*") if p.is_file())

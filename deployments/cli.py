@@ -55,18 +55,20 @@ def _run_flow(args: argparse.Namespace, once: bool) -> int:
     from prefect.exceptions import TerminationSignal
 
     from deployments.local_server import StartError, temporary_server
-    from flows.config import settings_in_process
-    from flows.transfer_loop import request_stop
+    from flows.config import settings_in_process, stop_in_process
     from flows.transfer_once import transfer_once
     from flows.watch_folder import watch_folder
+    from fta.stop_switch import StopSwitch
 
     configure_logging(settings, console=False)
-    # Outside a flow run SIGTERM asks the loop to stop; inside one, Prefect's own handler raises TerminationSignal.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
+    # Outside a flow run SIGTERM pulls the run's stop switch, which the loop honours as soon as it starts; inside
+    # the watch run its own handler pulls the same switch, inside a sweep Prefect's raises TerminationSignal.
+    stop = StopSwitch()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.request())
     try:
         # The settings are handed over in this process, never as the run's parameters (shown in the UI, kept in
-        # the API): the webhook URL and its token stay out of both.
-        with temporary_server(), settings_in_process(settings):  # the server: one a Ctrl-C to the group misses
+        # the API): the webhook URL and its token stay out of both. The server: one a Ctrl-C to the group misses.
+        with temporary_server(), settings_in_process(settings), stop_in_process(stop):
             state: Any = transfer_once(return_state=True) if once else watch_folder(return_state=True)
     except StartError as exc:
         print(f"fta: cannot start: {exc}", file=sys.stderr)

@@ -3,8 +3,9 @@
 Every task run sends its state changes as events (Pending, Running, Completed) and its log lines to the server, each
 through a queue and a sender thread of Prefect's (``EventsWorker``, ``APILogWorker``). Small files can be moved
 faster than those threads send: the queue, and the process's memory with it, then grows for as long as files keep
-coming, and what is still queued when the process dies is missing from the history, which is the audit log. So the transfer loop
-submits no copy while more than ``MAX_UNSENT`` records wait, and the history keeps pace with the copies.
+coming, and what is still queued when the process dies is missing from the history, which is the audit log. So the
+transfer loop submits no copy while more than ``MAX_UNSENT`` records wait, and the history keeps pace with the
+copies.
 
 Prefect has no public API for the queue lengths: ``flows.prefect_internals`` reads its services' queues, and this
 says 0 when they change shape.

@@ -6,6 +6,8 @@
   variables do not reach its environment (Prefect's runner starts served flows with its own environment only).
 - ``fta watch`` / ``fta once`` and other in-process callers hand their settings over in this process
   (``settings_in_process`` / ``run_in_process``): nothing of them is sent to the API, no secret shows in the UI.
+- The same callers may hand over the run's stop switch (``stop_in_process``, ``run_in_process(stop=...)``): the
+  run's loop stops when they pull it, even before the loop has started.
 
 The copier's byte I/O (``fta.copy_io.CopyIO``) is handed over the same way (``copy_io_in_process``): a caller that
 runs a flow in its own process puts a different disk under the loop's copies (a slow, corrupting or pausing one in
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from blocks.transfer_config import TransferConfig
 from fta.copy_io import CopyIO
 from fta.settings import Settings, load_settings
+from fta.stop_switch import StopSwitch
 
 BLOCK_ENV = "FTA_CONFIG_BLOCK"
 DEFAULT_BLOCK = "default"
@@ -86,9 +89,32 @@ def copy_io() -> CopyIO | None:
     return _copy_io.get()
 
 
-def run_in_process(flow: Callable[..., R], config: Settings | str | Mapping[str, Any], **call: Any) -> R:
+def run_in_process(
+    flow: Callable[..., R], config: Settings | str | Mapping[str, Any], stop: StopSwitch | None = None, **call: Any
+) -> R:
     """Call ``flow`` here on ``config``: settings, a TransferConfig block's name, or setting values (as for
-    ``load_settings``). ``call``: its parameters (``subfolder``, ``pattern``, ``max_cycles``), ``return_state``."""
+    ``load_settings``). ``stop``: the run's stop switch (``stop.request()`` from any thread ends the run cleanly).
+    ``call``: its parameters (``subfolder``, ``pattern``, ``max_cycles``), ``return_state``."""
     settings = config if isinstance(config, Settings | str) else load_settings(config)
-    with settings_in_process(settings):
+    with settings_in_process(settings), stop_in_process(stop) if stop is not None else nullcontext():
         return flow(**call)
+
+
+# -- the run's stop switch, handed over in process ------------------------------------------------------------------
+
+_stop_handed_over: ContextVar[StopSwitch | None] = ContextVar("fta_stop_in_process", default=None)
+
+
+@contextmanager
+def stop_in_process(stop: StopSwitch) -> Iterator[None]:
+    """Flows started in this context (same thread) stop when ``stop`` is pulled (elsewhere they make their own)."""
+    token = _stop_handed_over.set(stop)
+    try:
+        yield
+    finally:
+        _stop_handed_over.reset(token)
+
+
+def handed_stop() -> StopSwitch | None:
+    """The stop switch handed over for this flow run, if any (``flows.watch_folder.stop_on_sigterm`` takes it)."""
+    return _stop_handed_over.get()

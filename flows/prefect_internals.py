@@ -69,7 +69,7 @@ def cancel_requested() -> bool:
     return get_intent() == "cancel"
 
 
-# -- the transfer loop's thread pool and results (flows.transfer_loop) ------------------------------------------------
+# -- the transfer loop's thread pool (flows.copy_dispatcher) and results (flows.transfer_loop) ------------------------
 
 
 def start_task_runner(max_workers: int) -> ThreadPoolTaskRunner[Any]:

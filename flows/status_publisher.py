@@ -1,5 +1,8 @@
 """Publishes the agent's status table (the ``fta-status`` artifact) from a thread of its own.
 
+``BoardStatus`` decides when: when the board changed, at most about once a second (and at once when the loop is
+about to hold, so the table shows why). Every decision also updates the Prometheus counts, in or out of a flow run.
+
 An artifact is one HTTP round trip; when the server is busy recording a burst of task runs it can take a third of a
 second. Made on the loop's thread, that stalled the submission of copies (a third of the loop's time in a burst of
 small files). Here the loop only hands over the newest table; a daemon thread publishes it, the newest one wins and
@@ -15,9 +18,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from prefect.artifacts import create_table_artifact
+from prefect.context import FlowRunContext
+
+from flows.api_state import STATUS_KEY, prune_versions
+from fta import metrics
+from fta.board import TransferBoard
+
 log = logging.getLogger("fta.loop")
 
 Publish = Callable[[list[dict[str, Any]], str], None]
+PRUNE_EVERY = 100  # status publications between two prunings of its old versions (the first one prunes too)
+PUBLISH_GAP_SECONDS = 1.0
 
 
 class StatusPublisher:
@@ -62,3 +74,50 @@ class StatusPublisher:
                 self._publish(rows, description)
             except Exception as exc:  # the API being down must never end the agent
                 log.debug("status artifact not published: %s", exc)
+
+
+def status_artifact_writer() -> Publish:
+    """Publishes the status table; now and then deletes its old versions (``prune_versions``), in the same thread."""
+    published = 0
+
+    def publish(rows: list[dict[str, Any]], description: str) -> None:
+        nonlocal published
+        create_table_artifact(rows, key=STATUS_KEY, description=description)
+        published += 1
+        if published % PRUNE_EVERY == 1:
+            try:
+                prune_versions(STATUS_KEY)
+            except Exception as exc:  # history left for the next pruning; never a reason to stop
+                log.debug("old status versions not pruned: %s", exc)
+
+    return publish
+
+
+class BoardStatus:
+    """The board's counts and table, published when they changed, at most about once a second."""
+
+    def __init__(self, board: TransferBoard, clock: Callable[[], float], publish: Publish | None = None) -> None:
+        self._board = board
+        self._clock = clock
+        self._publisher = StatusPublisher(publish if publish is not None else status_artifact_writer())
+        self._version = -1
+        self._at = float("-inf")
+
+    def publish(self, force: bool = False) -> None:
+        """Hand the table over if the board changed (``force``: even within a second of the last one)."""
+        version, now = self._board.version, self._clock()
+        if version == self._version or (not force and now - self._at < PUBLISH_GAP_SECONDS):
+            return
+        counts = self._board.counts()
+        metrics.record_counts(counts)
+        self._version, self._at = version, now
+        if FlowRunContext.get() is None:  # an artifact belongs to a flow run: outside one, the counts only
+            return
+        description = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
+        self._publisher.offer(self._board.rows(), f"File Transfer Agent: {description}")
+
+    def close(self) -> None:
+        """The last table out (the final counts), waited for up to ten seconds."""
+        self.publish(force=True)
+        if not self._publisher.close():
+            log.warning("the last status artifact was not published: the Prefect API is slow or down")

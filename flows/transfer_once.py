@@ -8,20 +8,16 @@ subfolder=cam1``.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from typing import Any
 
 from prefect import State, flow
 from prefect.states import Completed, Failed
 
-from flows.config import run_settings
-from flows.flow_logging import flow_logging
-from flows.transfer_loop import TransferLoop
+from flows.config import handed_stop
+from flows.transfer_loop import TransferLoop, loop_settings
 from fta.scope import ScopeRefused, parse_scope
 from fta.sourcelock import SourceBusy
-
-log = logging.getLogger("fta.loop")
 
 
 @flow(name="transfer-once", persist_result=False, log_prints=False)
@@ -35,12 +31,9 @@ def transfer_once(subfolder: str | None = None, pattern: str | None = None) -> S
         scope = parse_scope(subfolder, pattern)
     except ScopeRefused as refused:
         return Failed(message=f"{refused}; nothing was done")
-    settings, _ = run_settings()
-    with flow_logging(settings):
-        if not scope.whole:
-            log.info("this run moves only %s (of %s)", scope.describe(), settings.source_path)
+    with loop_settings(scope) as (settings, _):
         try:
-            summary = TransferLoop(settings, once=True, scope=scope).run()
+            summary = TransferLoop(settings, once=True, scope=scope, stop=handed_stop()).run()
         except SourceBusy as busy:
             return Failed(message=str(busy))
     result = asdict(summary)

@@ -1,8 +1,7 @@
-"""``watch_folder``: the long-running flow. Runs until stopped (SIGTERM, ``request_stop()``) or cancelled."""
+"""``watch_folder``: the long-running flow. Runs until stopped (SIGTERM, its ``StopSwitch``) or cancelled."""
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -13,18 +12,19 @@ from typing import Any
 from prefect import State, flow
 from prefect.states import Failed
 
-from flows.config import run_settings
-from flows.flow_logging import flow_logging
+from flows.config import handed_stop
 from flows.prefect_internals import cancel_requested
-from flows.transfer_loop import TransferLoop, request_stop
+from flows.transfer_loop import TransferLoop, loop_settings
 from fta.scope import ScopeRefused, parse_scope
-
-log = logging.getLogger("fta.loop")
+from fta.stop_switch import StopSwitch
 
 
 @contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM, and a first SIGINT, stop the watch the way ``request_stop()`` does, and the run ends Completed.
+def stop_on_sigterm() -> Iterator[StopSwitch]:
+    """The run's stop switch, pulled by SIGTERM and a first SIGINT: the watch stops and the run ends Completed.
+
+    The switch is the one handed over in this process (``flows.config.stop_in_process``: ``fta watch`` pulls it from
+    its own SIGTERM handler while the flow run starts, a test from another thread), else a new one for this run.
 
     SIGTERM comes from systemd and ``docker stop``, from ``fta up`` stopping its runs and from ``fta watch``'s own
     stop. Prefect's handler would end the run Crashed: the "watch run crashed" alert at every restart of the
@@ -32,10 +32,11 @@ def stop_on_sigterm() -> Iterator[None]:
     removed). A cancel from the UI, which Prefect's runner announces before its SIGTERM, still goes to Prefect's
     handler and the run ends Cancelled. SIGINT reaches the whole process group (Ctrl-C in a terminal, a group-wide
     stop), flow-run processes of ``fta up`` included: the first is a stop like SIGTERM, a second interrupts at once.
-    Signal handlers belong to the main thread: elsewhere nothing changes.
+    Signal handlers belong to the main thread: elsewhere only the switch is yielded.
     """
+    stop = handed_stop() or StopSwitch()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
     previous = signal.getsignal(signal.SIGTERM)
     previous_int = signal.getsignal(signal.SIGINT)
@@ -46,17 +47,17 @@ def stop_on_sigterm() -> Iterator[None]:
             previous(signum, frame)
             return
         stopping.set()
-        request_stop()
+        stop.request()
 
     def interrupt(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGINT, previous_int)  # a second Ctrl-C: the operator wants out now
         stopping.set()
-        request_stop()
+        stop.request()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, interrupt)
     try:
-        yield
+        yield stop
     finally:
         # After a stop, a SIGTERM that comes while the run reports its end (``fta up`` stops its runs after a group
         # Ctrl-C reached them) is the same stop: Prefect's handler would turn the ending run Crashed.
@@ -80,11 +81,7 @@ def watch_folder(
         scope = parse_scope(subfolder, pattern)
     except ScopeRefused as refused:
         return Failed(message=f"{refused}; nothing was done")
-    settings, reload = run_settings()
-    with flow_logging(settings):
-        if not scope.whole:
-            log.info("this run moves only %s (of %s)", scope.describe(), settings.source_path)
-        loop = TransferLoop(settings, once=False, max_cycles=max_cycles, reload=reload, scope=scope)
-        with stop_on_sigterm():
-            summary = loop.run()
+    with loop_settings(scope) as (settings, reload), stop_on_sigterm() as stop:
+        loop = TransferLoop(settings, once=False, max_cycles=max_cycles, reload=reload, scope=scope, stop=stop)
+        summary = loop.run()
     return asdict(summary)

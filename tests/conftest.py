@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fta.settings import Settings, load_settings
+from fta.stop_switch import StopSwitch
 
 
 class FakeClock:
@@ -43,18 +44,18 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.chdir(workdir)
 
 
-@pytest.fixture(autouse=True)
-def _no_stop_carried_over() -> Iterator[None]:
-    """A test's stop request that found no loop running (it had ended already) must not stop the next test's."""
-    yield
-    loop_module = sys.modules.get("flows.transfer_loop")
-    if loop_module is not None:
-        loop_module._stop_pending.clear()
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def stop() -> Iterator[StopSwitch]:
+    """The stop switch of the test's run (``run_in_process(..., stop=stop)``), pulled at the end: a test that fails
+    half-way still stops its watch, which would otherwise go on in the background."""
+    switch = StopSwitch()
+    yield switch
+    switch.request()
 
 
 DEEP = [f"{level:02d}" + "d" * 248 for level in range(20)]  # 20 folders of 250 bytes: past PATH_MAX (4,096)

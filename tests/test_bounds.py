@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from flows import transfer_loop
+from flows import source_watcher
 from flows.api_state import STATUS_KEY, read_table
 from flows.config import run_in_process
-from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta.copier import Copier, hash_file
 from fta.copy_io import CopyIO
 from fta.scanner import scan_source
 from fta.stability import FileSig
+from fta.stop_switch import StopSwitch
 from tests.conftest import Mount, write
 from tests.prefect_helpers import (
     Background,
@@ -48,13 +48,6 @@ MiB = 1024 * 1024
 def prefect_server() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=180):
         yield
-
-
-@pytest.fixture(autouse=True)
-def _watch_stopped() -> Iterator[None]:
-    """A test that fails half-way still stops its watch (it would go on in the background)."""
-    yield
-    request_stop()
 
 
 @pytest.fixture
@@ -84,7 +77,7 @@ def scans(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
         made[0] += 1
         return found
 
-    monkeypatch.setattr(transfer_loop, "scan_source", scan)
+    monkeypatch.setattr(source_watcher, "scan_source", scan)
     return lambda: made[0]
 
 
@@ -117,7 +110,12 @@ def moved(source: Path, destination: Path, names: list[str]) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_hundreds_of_failed_files_are_each_tried_once_however_many_cycles_pass(
-    source: Path, destination: Path, attempts: Counter[str], scans: Callable[[], int], fta_log: list[str]
+    source: Path,
+    destination: Path,
+    attempts: Counter[str],
+    scans: Callable[[], int],
+    fta_log: list[str],
+    stop: StopSwitch,
 ) -> None:
     """600 files that each fail (a file in the way of their folder): each is tried once and the failures stop
     there, however long the watch runs; a touched file is tried once more. (Past 500 the oldest failures were
@@ -127,7 +125,9 @@ def test_hundreds_of_failed_files_are_each_tried_once_however_many_cycles_pass(
     for name in names:
         write(source / name, b"x")
     watcher = Background(
-        lambda: run_in_process(watch_folder, config(source, destination, max_retry_attempts=0), return_state=True)
+        lambda: run_in_process(
+            watch_folder, config(source, destination, max_retry_attempts=0), stop=stop, return_state=True
+        )
     )
     wait_until(lambda: sum(attempts.values()) >= len(names), timeout=180, what="every file to be tried")
     let_cycles_pass(scans, 30)  # 3 s: the stable time (0.5 s) passes six times over
@@ -135,7 +135,7 @@ def test_hundreds_of_failed_files_are_each_tried_once_however_many_cycles_pass(
     touch(source / names[0])
     wait_until(lambda: attempts[names[0]] == 2, what="the touched file to be tried again")
     let_cycles_pass(scans, 30)
-    request_stop()
+    stop.request()
     state = watcher.result(timeout=120)
     assert state.is_completed()
     assert sum(attempts.values()) == len(names) + 1
@@ -160,7 +160,7 @@ def fill(nas: Path, leave: int) -> Path:
 
 @pytest.mark.timeout(180)
 def test_a_file_without_room_waits_alone_while_the_files_that_fit_move(
-    source: Path, tmpfs: Mount, attempts: Counter[str], scans: Callable[[], int]
+    source: Path, tmpfs: Mount, attempts: Counter[str], scans: Callable[[], int], stop: StopSwitch
 ) -> None:
     nas = tmpfs("16m")
     filler = fill(nas, 3 * MiB)
@@ -170,7 +170,7 @@ def test_a_file_without_room_waits_alone_while_the_files_that_fit_move(
     for name in small:
         write(source / name, os.urandom(4096))
     watcher = Background(
-        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), return_state=True)
+        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), stop=stop, return_state=True)
     )
     wait_until(lambda: moved(source, nas, small), timeout=30, what="the small files to move past the big ones")
 
@@ -192,7 +192,7 @@ def test_a_file_without_room_waits_alone_while_the_files_that_fit_move(
     expected = hash_file(big)
     filler.unlink()  # room is freed: the file that waited moves
     wait_until(lambda: not big.exists(), what="the big file to move once there is room")
-    request_stop()
+    stop.request()
     state = watcher.result(timeout=60)
     assert state.is_completed()
     assert hash_file(nas / "big-a.mxf") == expected and temp_files(nas) == []
@@ -222,7 +222,7 @@ def test_a_sweep_ends_once_the_file_waiting_for_room_leaves_the_source(source: P
 
 @pytest.mark.timeout(180)
 def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_later(
-    source: Path, tmpfs: Mount, attempts: Counter[str]
+    source: Path, tmpfs: Mount, attempts: Counter[str], stop: StopSwitch
 ) -> None:
     """The room was there when the copy began; another writer took it meanwhile (ENOSPC in the middle of the
     write): the temp file goes, the file waits for room on its own, and arrives whole once room is freed."""
@@ -247,7 +247,7 @@ def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_late
                 raise
 
     watcher = Background(
-        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), return_state=True),
+        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), stop=stop, return_state=True),
         io=AnotherWriterTakesTheRoom(),
     )
     wait_until(lambda: attempts["big.mxf"] == 1 and moved(source, nas, small), timeout=30, what="the small files")
@@ -257,7 +257,7 @@ def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_late
     expected = hash_file(big)
     others[0].unlink()
     wait_until(lambda: not big.exists(), what="the big file to move once there is room")
-    request_stop()
+    stop.request()
     state = watcher.result(timeout=60)
     assert state.is_completed()
     assert hash_file(nas / "big.mxf") == expected and temp_files(nas) == []
@@ -271,7 +271,7 @@ def test_a_copy_that_runs_out_of_room_mid_write_waits_alone_and_moves_whole_late
 
 @pytest.mark.timeout(180)
 def test_when_not_even_the_smallest_file_fits_each_waits_alone_and_is_tried_once(
-    source: Path, tmpfs: Mount, attempts: Counter[str], scans: Callable[[], int]
+    source: Path, tmpfs: Mount, attempts: Counter[str], scans: Callable[[], int], stop: StopSwitch
 ) -> None:
     nas = tmpfs("8m")
     filler = fill(nas, 64 * 1024)  # room for the probe's small write, for none of the files
@@ -279,7 +279,7 @@ def test_when_not_even_the_smallest_file_fits_each_waits_alone_and_is_tried_once
     for name in names:
         write(source / name, os.urandom(256 * 1024))
     watcher = Background(
-        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), return_state=True)
+        lambda: run_in_process(watch_folder, config(source, nas, max_retry_attempts=0), stop=stop, return_state=True)
     )
     wait_until(lambda: all(attempts[n] == 1 for n in names), what="each file to be tried")
     let_cycles_pass(scans, 20)
@@ -287,7 +287,7 @@ def test_when_not_even_the_smallest_file_fits_each_waits_alone_and_is_tried_once
     assert all(n in status_rows() for n in names)
     filler.unlink()
     wait_until(lambda: moved(source, nas, names), what="every file to move once there is room")
-    request_stop()
+    stop.request()
     state = watcher.result(timeout=60)
     assert state.is_completed()
     runs = runs_by_name(state.state_details.flow_run_id, expect=2 * len(names))

@@ -17,7 +17,6 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.api_state import STATUS_KEY
 from flows.config import copy_io_in_process, run_in_process
-from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta import copier as copier_module
@@ -25,6 +24,7 @@ from fta.copier import hash_file
 from fta.copy_io import CopyIO
 from fta.simulator import GrowthPlan, simulate
 from fta.sourcelock import entries_in, lock_folder
+from fta.stop_switch import StopSwitch
 from tests.conftest import HOLD_THE_SOURCE, Mount, mount_tmpfs, other_process, unmount, write
 from tests.copy_ios import AfterEachChunk, HoldAfterEachChunk, SlowDisk
 from tests.prefect_helpers import (
@@ -52,7 +52,7 @@ def run_once(config: dict[str, Any]) -> Any:
     return run_in_process(transfer_once, config, return_state=True)
 
 
-def test_growing_file_is_copied_only_when_finished(source: Path, destination: Path) -> None:
+def test_growing_file_is_copied_only_when_finished(source: Path, destination: Path, stop: StopSwitch) -> None:
     clip = source / "cam1" / "clip.mxf"
     growing = threading.Event()
     seen_early: list[str] = []
@@ -71,10 +71,12 @@ def test_growing_file_is_copied_only_when_finished(source: Path, destination: Pa
     writer.start()
     growing.wait(10)
     wait_until(clip.exists, what="the recording to start")
-    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
+    watcher = Background(
+        lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
+    )
     writer.join(30)
     wait_until(lambda: not clip.exists(), what="the source to be moved")
-    request_stop()
+    stop.request()
     state = watcher.result()
     assert state.is_completed()
     assert seen_early == []
@@ -154,16 +156,18 @@ def test_corrupt_copy_is_detected_kept_and_retried(source: Path, destination: Pa
     assert len(run) == 1 and run[0].run_count == 2
 
 
-def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(source: Path, destination: Path) -> None:
+def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(
+    source: Path, destination: Path, stop: StopSwitch
+) -> None:
     data = os.urandom(8 * 1024 * 1024 + 4096)  # two chunks: the stop lands between them
     write(source / "rec" / "long.mxf", data)
     held = HoldAfterEachChunk()  # the stop lands while the copy waits
     watcher = Background(
-        lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True), io=held
+        lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True), io=held
     )
     assert held.in_copy.wait(30)
     assert temp_files(destination)  # a copy is under way
-    request_stop()
+    stop.request()
     held.release.set()
     watcher.result()
     assert temp_files(destination) == []
@@ -175,15 +179,17 @@ def test_stop_mid_copy_then_restart_gives_exactly_one_verified_copy(source: Path
     assert not (source / "rec" / "long.mxf").exists()
 
 
-def test_a_stop_asked_while_the_watch_run_starts_is_not_lost(source: Path, destination: Path) -> None:
+def test_a_stop_asked_while_the_watch_run_starts_is_not_lost(source: Path, destination: Path, stop: StopSwitch) -> None:
     """SIGTERM can come before the loop has started (the flow run is still starting): the loop stops at once."""
     write(source / "waits.mxf", b"stays in the source")
-    request_stop()  # no loop runs yet in this process
-    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
+    stop.request()  # no loop runs yet in this process
+    watcher = Background(
+        lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
+    )
     try:
         state = watcher.result()
     finally:
-        request_stop()  # a lost stop would leave the watch running into the next tests
+        stop.request()  # a lost stop would leave the watch running into the next tests
     assert state.is_completed()
     assert (source / "waits.mxf").exists() and files_below(destination) == {}
 
@@ -215,41 +221,43 @@ def test_a_sweep_on_a_source_another_run_moves_ends_at_once_and_touches_nothing(
 
 
 @contextmanager
-def watch_kept_out(source: Path, destination: Path, fta_log: list[str]) -> Iterator[Background]:
+def watch_kept_out(source: Path, destination: Path, fta_log: list[str], stop: StopSwitch) -> Iterator[Background]:
     """A watch started while another process holds its source, once it says it waits (stopped if the block fails)."""
     with other_process(HOLD_THE_SOURCE, str(source)):
-        watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
+        watcher = Background(
+            lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
+        )
         try:
             wait_until(lambda: any("waiting for it to end" in line for line in fta_log), what="the watch to wait")
             yield watcher
         except BaseException:
-            request_stop()
+            stop.request()
             watcher.result()
             raise
 
 
 def test_a_watch_waits_for_the_run_holding_its_source_then_moves(
-    source: Path, destination: Path, fta_log: list[str]
+    source: Path, destination: Path, fta_log: list[str], stop: StopSwitch
 ) -> None:
     """A watch started while another run still holds the source (a predecessor stopping) waits, then takes over."""
     write(source / "a.mxf", b"moved by whoever holds the source")
-    with watch_kept_out(source, destination, fta_log) as watcher:
+    with watch_kept_out(source, destination, fta_log, stop) as watcher:
         assert (source / "a.mxf").exists() and files_below(destination) == {}
     try:
         wait_until(lambda: not (source / "a.mxf").exists(), what="the move once the source was free")
     finally:
-        request_stop()
+        stop.request()
     assert watcher.result().is_completed()
     assert (destination / "a.mxf").read_bytes() == b"moved by whoever holds the source"
     assert source not in [entry.source for entry in entries_in(lock_folder())]  # let go of, its file removed
 
 
 def test_a_watch_stopped_while_it_waits_for_its_source_ends_cleanly(
-    source: Path, destination: Path, fta_log: list[str]
+    source: Path, destination: Path, fta_log: list[str], stop: StopSwitch
 ) -> None:
     write(source / "a.mxf", b"stays")
-    with watch_kept_out(source, destination, fta_log) as watcher:
-        request_stop()
+    with watch_kept_out(source, destination, fta_log, stop) as watcher:
+        stop.request()
         assert watcher.result(timeout=30).is_completed()
     assert (source / "a.mxf").exists() and files_below(destination) == {}
 
@@ -345,7 +353,7 @@ def test_source_changing_during_the_copy_waits_and_is_copied_whole(source: Path,
 def test_api_trouble_never_loses_a_file(source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows import transfer_loop
+    from flows import status_publisher
 
     real_submit = ThreadPoolTaskRunner.submit
     refused: list[str] = []
@@ -360,7 +368,7 @@ def test_api_trouble_never_loses_a_file(source: Path, destination: Path, monkeyp
         raise RuntimeError("database is locked")
 
     monkeypatch.setattr(ThreadPoolTaskRunner, "submit", submit_refused_once)
-    monkeypatch.setattr(transfer_loop, "create_table_artifact", artifact_refused)
+    monkeypatch.setattr(status_publisher, "create_table_artifact", artifact_refused)
     write(source / "a.mxf", b"a")
     write(source / "b.mxf", b"b")
     state = run_once(fast_config(source, destination))
@@ -477,12 +485,14 @@ def test_same_name_again_later_is_copied_again_and_audited(source: Path, destina
     assert all(a["checksum"].startswith("xxh3_128:") and a["source"].endswith("a.mxf") for a in audits)
 
 
-def test_file_events_bring_finished_files_over_long_before_the_next_poll(source: Path, destination: Path) -> None:
+def test_file_events_bring_finished_files_over_long_before_the_next_poll(
+    source: Path, destination: Path, stop: StopSwitch
+) -> None:
     """Scans every 10 minutes: only file events (a change, then the stable time running out) can move these files
     within the deadlines below; a recording that grows meanwhile is still copied only when finished."""
     config = fast_config(source, destination, polling_interval_seconds=600)
     write(source / "first.mxf", b"found by the first scan, settled by a deadline scan")
-    watcher = Background(lambda: run_in_process(watch_folder, config, return_state=True))
+    watcher = Background(lambda: run_in_process(watch_folder, config, stop=stop, return_state=True))
     wait_until(lambda: (destination / "first.mxf").exists(), timeout=30, what="the stable time's deadline scan")
     clip = source / "cam2" / "clip.mxf"
     seen_early: list[str] = []
@@ -493,7 +503,7 @@ def test_file_events_bring_finished_files_over_long_before_the_next_poll(source:
 
     simulate([clip], GrowthPlan(size=500_000, seconds=1.0, ticks_per_second=10), progress=watch_destination)
     wait_until(lambda: not clip.exists(), timeout=30, what="a change event and a deadline scan")
-    request_stop()
+    stop.request()
     state = watcher.result()
     assert state.is_completed()
     assert seen_early == []

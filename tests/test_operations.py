@@ -17,10 +17,10 @@ from prefect.testing.utilities import prefect_test_harness
 from deployments.cli import main
 from flows.config import run_in_process
 from flows.storage_report import storage_report
-from flows.transfer_loop import request_stop
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
 from fta.copy_io import CopyIO
+from fta.stop_switch import StopSwitch
 from tests.conftest import HOLD_THE_SOURCE, other_process, write
 from tests.copy_ios import HoldAfterEachChunk
 from tests.prefect_helpers import (
@@ -143,16 +143,16 @@ def test_the_status_and_the_storage_report_keep_their_history_short(
     source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Published for months, every version kept would grow the server's database without end."""
-    from flows import api_state, transfer_loop
+    from flows import api_state, status_publisher
     from flows.api_state import HEALTH_KEY, STATUS_KEY, STORAGE_KEY, read_table
 
     monkeypatch.setattr(api_state, "VERSIONS_KEPT", 2)
-    monkeypatch.setattr(transfer_loop, "PRUNE_EVERY", 3)
+    monkeypatch.setattr(status_publisher, "PRUNE_EVERY", 3)
     from prefect import flow
 
     @flow
     def ten_tables() -> None:
-        publish = transfer_loop.status_artifact_writer()
+        publish = status_publisher.status_artifact_writer()
         for n in range(10):  # prunes after the 1st, 4th, 7th and 10th
             publish([{"file": f"f{n}.mxf"}], f"table {n}")
 
@@ -164,12 +164,14 @@ def test_the_status_and_the_storage_report_keep_their_history_short(
     assert len(_versions(STORAGE_KEY)) == 2 and len(_versions(HEALTH_KEY)) == 2
 
 
-def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path) -> None:
+def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path, stop: StopSwitch) -> None:
     run_in_process(storage_report, fast_config(source, destination, storage_warning_gb=0))
     code, out = fta("health", "-w", "0", "-c", "0")
     assert code == 2
     assert out.startswith("FTA CRITICAL - ") and "watch run is not running" in out
-    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
+    watcher = Background(
+        lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
+    )
     try:
         wait_until(lambda: fta("health", "-w", "0", "-c", "0")[0] == 0, what="health OK while watching")
         code, out = fta("health", "-w", "0", "-c", "0")
@@ -177,7 +179,7 @@ def test_health_follows_the_watch_run_and_the_storage_report(source: Path, desti
         code, out = fta("health", "-w", "1000000000", "-c", "0")
         assert code == 1 and out.startswith("FTA WARNING - ")
     finally:
-        request_stop()
+        stop.request()
         watcher.result()
 
 
@@ -253,7 +255,9 @@ def test_the_slowed_agent_is_slow_in_its_own_process(source: Path, destination: 
     assert seconds >= 3.0  # unslowed, these 16 MiB take well under a second (0.33 s on a loaded 2-core machine)
 
 
-def watch_on_block(name: str, source: Path, destination: Path, disk: CopyIO | None = None) -> Background:
+def watch_on_block(
+    name: str, source: Path, destination: Path, stop: StopSwitch, disk: CopyIO | None = None
+) -> Background:
     """A watch run whose settings are the TransferConfig block ``name``, saved from the fast test settings
     (``disk``: the I/O under its copies)."""
     from blocks.transfer_config import TransferConfig
@@ -262,7 +266,7 @@ def watch_on_block(name: str, source: Path, destination: Path, disk: CopyIO | No
     TransferConfig.from_settings(load_settings(fast_config(source, destination), env_file=None)).save(
         name, overwrite=True
     )
-    return Background(lambda: run_in_process(watch_folder, name, return_state=True), io=disk)
+    return Background(lambda: run_in_process(watch_folder, name, stop=stop, return_state=True), io=disk)
 
 
 def edit_block(name: str, **paths: Path) -> None:
@@ -276,11 +280,11 @@ def edit_block(name: str, **paths: Path) -> None:
 
 
 def test_editing_the_config_block_takes_effect_without_a_restart(
-    source: Path, destination: Path, tmp_path: Path
+    source: Path, destination: Path, tmp_path: Path, stop: StopSwitch
 ) -> None:
     second = tmp_path / "second"
     second.mkdir()
-    watcher = watch_on_block("reload-test", source, destination)
+    watcher = watch_on_block("reload-test", source, destination, stop)
     try:
         write(source / "one.mxf", b"1")
         wait_until((destination / "one.mxf").exists, what="the first file at the first destination")
@@ -289,12 +293,12 @@ def test_editing_the_config_block_takes_effect_without_a_restart(
         wait_until((second / "two.mxf").exists, what="the second file at the edited destination")
         assert not (destination / "two.mxf").exists()
     finally:
-        request_stop()
+        stop.request()
         watcher.result()
 
 
 def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
-    source: Path, destination: Path, tmp_path: Path, fta_log: list[str]
+    source: Path, destination: Path, tmp_path: Path, fta_log: list[str], stop: StopSwitch
 ) -> None:
     """A copy of the old source finishes there (and keeps the old source's lock) before the new source is moved."""
     from fta.sourcelock import SourceLock
@@ -304,7 +308,7 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
     held = HoldAfterEachChunk()
     data = os.urandom(100_000)
     write(source / "rec.mxf", data)
-    watcher = watch_on_block("switch-test", source, destination, disk=held)
+    watcher = watch_on_block("switch-test", source, destination, stop, disk=held)
     try:
         assert held.in_copy.wait(30)
         edit_block("switch-test", source_path=new_source)
@@ -319,19 +323,19 @@ def test_new_paths_wait_for_the_copies_under_way_which_keep_their_source(
         assert (destination / "rec.mxf").read_bytes() == data and not (source / "rec.mxf").exists()
     finally:
         held.release.set()
-        request_stop()
+        stop.request()
         watcher.result()
 
 
 def test_a_block_edit_onto_a_source_another_run_moves_is_not_taken(
-    source: Path, destination: Path, tmp_path: Path, fta_log: list[str]
+    source: Path, destination: Path, tmp_path: Path, fta_log: list[str], stop: StopSwitch
 ) -> None:
     """The edit would make two runs move one source: it is logged and the settings in force stay, lock and all."""
     busy = tmp_path / "busy-source"
     busy.mkdir()
     write(busy / "theirs.mxf", b"the other run's")
     with other_process(HOLD_THE_SOURCE, str(busy)):
-        watcher = watch_on_block("busy-test", source, destination)
+        watcher = watch_on_block("busy-test", source, destination, stop)
         try:
             write(source / "one.mxf", b"1")
             wait_until((destination / "one.mxf").exists, what="the first file moved")
@@ -344,7 +348,7 @@ def test_a_block_edit_onto_a_source_another_run_moves_is_not_taken(
             wait_until((destination / "two.mxf").exists, what="the old source still moved")
             assert (busy / "theirs.mxf").exists() and not (destination / "theirs.mxf").exists()
         finally:
-            request_stop()
+            stop.request()
             watcher.result()
 
 
@@ -482,16 +486,16 @@ def test_webhook_alert_when_the_watch_run_crashes(
     source: Path, destination: Path, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from deployments.alerts import ensure_alerts
-    from flows.transfer_loop import TransferLoop
+    from flows.source_watcher import SourceWatcher
     from fta.settings import load_settings
 
     config = fast_config(source, destination, alert_webhook_url=receiver.url)
     ensure_alerts(load_settings(config, env_file=None))
 
-    def crash(self: TransferLoop) -> None:
+    def crash(self: SourceWatcher) -> None:
         raise KeyboardInterrupt  # what an abrupt interruption of the process looks like to the flow engine
 
-    monkeypatch.setattr(TransferLoop, "_scan", crash)
+    monkeypatch.setattr(SourceWatcher, "scan", crash)
     watcher = Background(lambda: run_in_process(watch_folder, config, return_state=True))
     with pytest.raises(KeyboardInterrupt):
         watcher.result()

@@ -11,6 +11,7 @@ import pytest
 
 from flows import prefect_internals
 from flows.backlog import MAX_UNSENT, unsent_records
+from flows.copy_dispatcher import PACE_SECONDS
 from flows.transfer_loop import TransferLoop
 from tests.conftest import FakeClock, MakeSettings, write
 
@@ -39,15 +40,17 @@ def test_no_copy_is_submitted_while_the_history_is_behind(
     settings = make_settings(file_stable_time_seconds=5, max_concurrent_copies=1)
     backlog = [MAX_UNSENT + 1]
     loop = TransferLoop(settings, clock=clock, unsent=lambda: backlog[0])
-    loop._scan()
+    loop.watcher.scan()
     clock.advance(5)
-    loop._scan()
+    loop.watcher.scan()
     runner = FakeRunner()
-    assert loop._submit(runner) == 0  # type: ignore[arg-type]
-    assert loop._paced and runner.submitted == []
+    assert loop.dispatcher.submit(runner) == 0  # type: ignore[arg-type]
+    assert loop.dispatcher.paced and runner.submitted == []
+    assert loop.dispatcher.pause(600.0) == PACE_SECONDS  # a paced loop looks again soon
     backlog[0] = MAX_UNSENT
-    assert loop._submit(runner) == 2  # type: ignore[arg-type]  # two per copy slot: one running, one queued
-    assert not loop._paced
+    assert loop.dispatcher.submit(runner) == 2  # type: ignore[arg-type]  # two per copy slot: one running, one queued
+    assert not loop.dispatcher.paced
+    assert loop.dispatcher.pause(600.0) == 600.0
     assert runner.submitted == ["clip0.mxf", "clip1.mxf"]
 
 

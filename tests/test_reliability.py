@@ -298,8 +298,8 @@ def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
     source: Path, destination: Path, api_url: str
 ) -> None:
     """A recorder keeps its file open through a long pause: the file waits; it is moved whole once closed."""
-    from flows.transfer_loop import request_stop
     from flows.watch_folder import watch_folder
+    from fta.stop_switch import StopSwitch
     from tests.conftest import other_process
     from tests.prefect_helpers import Background, fast_config
 
@@ -312,7 +312,10 @@ def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
         "sys.stdin.read()\n"  # the pause lasts until the test ends it
         "f.write(b'second half' * 1000); f.close()\n"
     )
-    watcher = Background(lambda: run_in_process(watch_folder, fast_config(source, destination), return_state=True))
+    stop = StopSwitch()
+    watcher = Background(
+        lambda: run_in_process(watch_folder, fast_config(source, destination), stop=stop, return_state=True)
+    )
     try:
         with other_process(code, str(clip)):
             pause = threading.Event()
@@ -322,7 +325,7 @@ def test_writer_pausing_longer_than_the_stable_time_loses_nothing(
         wait_until(lambda: (destination / "rec.mxf").exists() and not clip.exists(), what="the recording moved")
         assert (destination / "rec.mxf").read_bytes() == b"first half " * 1000 + b"second half" * 1000
     finally:
-        request_stop()
+        stop.request()
         watcher.result()
 
 

@@ -691,8 +691,8 @@ def race_folder_swaps(
     tight loop and files are written into the real source folder; then check that nothing outside was touched and
     every file arrived exactly once, whole."""
     from flows.config import run_in_process
-    from flows.transfer_loop import request_stop
     from flows.watch_folder import watch_folder
+    from fta.stop_switch import StopSwitch
     from tests.prefect_helpers import Background, fast_config, wait_until
 
     for side in ("src", "dst"):
@@ -745,7 +745,8 @@ def race_folder_swaps(
 
         monkeypatch.setattr(SourceEvents, "start", recording_start)
     config = fast_config(source, destination, max_retry_attempts=20, max_concurrent_copies=4, file_events=file_events)
-    run = Background(lambda: run_in_process(watch_folder, config, return_state=True))
+    stop_run = StopSwitch()
+    run = Background(lambda: run_in_process(watch_folder, config, stop=stop_run, return_state=True))
     threads = [threading.Thread(target=swapper, daemon=True), threading.Thread(target=writer, daemon=True)]
     for thread in threads:
         thread.start()
@@ -762,7 +763,7 @@ def race_folder_swaps(
         assert (source / "cam1").is_dir() and not (source / "cam1").is_symlink()
         wait_until(lambda: not any((source / "cam1").iterdir()), timeout=240, what="the source to be emptied")
     finally:
-        request_stop()
+        stop_run.request()
         state = run.result(timeout=60)
     events = watcher.events()
     watcher.close()
