@@ -15,6 +15,7 @@ Modules, one concern each:
     probe      is the destination reachable, and if not, why
     storage    free space of source and destination, the seed's storage status
     logsetup   console / rotating file / JSON / syslog logging
+    procstat   a process's /proc stat line (state, parent, CPU ticks), split at the last ``)`` of its name
     simulator  the File Growth Simulator: files that grow like a recorder writes them
     commands   the ``fta`` commands without Prefect (check-config, simulate, the settings options); the command
                line itself is ``deployments/cli.py``, above the flows it runs
