@@ -1,14 +1,15 @@
 """A branch-coverage floor for each package, checked by the test command itself (a pytest plugin).
 
 The floors are the table ``[tool.fta.coverage_floors]`` of pyproject.toml (package folder = lowest percentage),
-beside the coverage settings they go with: raising one is a one-line change there, no code. pytest-cov measures one
-total only; this plugin reads the data pytest-cov has just combined from the workers (and from any subprocesses) and
-reports each package's percentage as coverage computes it with branches on (statements and branches together, the
-"Cover" column). A package below its floor fails the run with one line naming it, its coverage and its floor.
+beside the coverage settings they go with: changing one is a one-line change there, no code. pytest-cov's own floor
+(``fail_under``) knows one total only; this plugin reads the data pytest-cov has just combined from the xdist workers
+and computes each package's percentage as coverage does with branches on (statements and branches together, the
+"Cover" column of the report). A package below its floor fails the run with one line naming it, its coverage and its
+floor.
 
 It runs where pytest-cov made its report, after it: in the controller (never in an xdist worker), not with
-``--no-cov`` nor ``--collect-only``. Like pytest-cov's own floor, it applies to whatever ran: a run of a few test
-files measures little of each package, so run those with ``--no-cov``.
+``--no-cov`` nor ``--collect-only``. It applies to whatever ran: a run of a few test files measures little of each
+package and fails its floors, so run those with ``--no-cov``.
 """
 
 from __future__ import annotations
