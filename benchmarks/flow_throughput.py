@@ -78,6 +78,7 @@ from deployments.local_server import LocalServer, basic_auth
 from flows.config import run_in_process
 from fta.copier import hash_file
 from fta.probe import PROBE_PREFIX
+from fta.procstat import all_processes
 from fta.settings import Settings
 from fta.stop_switch import StopSwitch
 
@@ -235,24 +236,14 @@ def free_port() -> int:
 
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds of process ``root`` and all its descendants (with their reaped children's), from ``/proc``."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat_file:
-                fields = stat_file.read().rsplit(")", 1)[1].split()
-            parents[int(entry)] = int(fields[1])
-            ticks[int(entry)] = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-        except (OSError, IndexError, ValueError):
-            continue
+    processes = all_processes()
+    parents = {pid: stat.ppid for pid, stat in processes.items()}
     tree, grew = {root}, True
     while grew:
         more = {pid for pid, parent in parents.items() if parent in tree} - tree
         tree |= more
         grew = bool(more)
-    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+    return sum(processes[pid].cpu_ticks for pid in tree if pid in processes) / os.sysconf("SC_CLK_TCK")
 
 
 def completed_task_runs(api_url: str, name_like: str) -> int | None:

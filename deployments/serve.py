@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from deployments.local_server import LocalServer, StartError, check_remote_api
+from fta.procstat import alive, child_pids
 from fta.settings import Settings
 
 log = logging.getLogger("fta.up")
@@ -130,22 +131,6 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
             log.warning("first storage report not started: %s", exc)
 
 
-def child_pids(parent: int) -> list[int]:
-    """Processes whose parent is ``parent`` (Linux ``/proc``)."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            children.append(int(entry))
-    return children
-
-
 def stop_flow_runs(keep: set[int], timeout: float = 90.0) -> None:
     """SIGTERM every flow-run process the runner started (they end their copies cleanly), then wait for them.
 
@@ -154,7 +139,8 @@ def stop_flow_runs(keep: set[int], timeout: float = 90.0) -> None:
     signalled: set[int] = set()
     deadline = time.monotonic() + timeout
     while True:
-        pids = [pid for pid in child_pids(os.getpid()) if pid not in keep and _alive(pid)]
+        # alive() never reaps: the runner's own child watcher must see its flow runs' exit codes
+        pids = [pid for pid in child_pids(os.getpid()) if pid not in keep and alive(pid)]
         for pid in set(pids) - signalled:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -166,16 +152,6 @@ def stop_flow_runs(keep: set[int], timeout: float = 90.0) -> None:
         log.warning("flow-run process %d did not stop within %g s; killing it", pid, timeout)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    """Still running. Never reaps: the runner's own child watcher must see its flow runs' exit codes."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"  # a zombie has ended; its parent reaps it
 
 
 def serve_until_stopped(deployments: list[Any], keep: set[int]) -> None:

@@ -34,7 +34,7 @@ Modules, one concern each (README's Layout places them among the other packages)
     health         the Nagios verdict from what was read from the API
     metrics        Prometheus metrics of one agent process
     credential     the local Prefect server's credential
-    procstat       one process's /proc/<pid>/stat, read right (state, parent, CPU ticks)
+    procstat       a process's /proc stat line (state, parent, CPU ticks), split at the last ``)`` of its name
     logsetup       console / rotating file / JSON / syslog logging
     simulator      the File Growth Simulator: files that grow like a recorder writes them
     commands       the ``fta`` commands without Prefect (check-config, simulate, the settings options); the command

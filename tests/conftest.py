@@ -216,3 +216,7 @@ def fta_log() -> Iterator[list[str]]:
     yield lines
     logger.removeHandler(handler)
     logger.setLevel(previous)
+
+
+# A branch-coverage floor for each package, checked once the run has measured them (see the module).
+pytest_plugins = ["tests.coverage_floors"]

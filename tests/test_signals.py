@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from deployments.local_server import LocalServer
+from fta.procstat import alive
 from tests.prefect_helpers import wait_until
-from tests.up_helpers import alive, clean_env, flow_runs, free_port, processes_below, start_up, up_options
+from tests.up_helpers import clean_env, flow_runs, free_port, processes_below, start_up, up_options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from deployments.serve import child_pids
 from fta.credential import CREDENTIAL_FILE
+from fta.procstat import child_pids
 from tests.conftest import write
 from tests.prefect_helpers import wait_until
 from tests.up_helpers import call

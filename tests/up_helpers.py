@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from deployments.serve import child_pids
+from fta.procstat import child_pids
 
 
 def free_port() -> int:
@@ -98,11 +98,3 @@ def stop_agent(process: subprocess.Popen[bytes], timeout: float = 120) -> None:
     finally:
         if process.poll() is None:
             process.kill()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
