@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
@@ -33,6 +33,7 @@ DEFAULT_BLOCK = "default"
 _handed_over: ContextVar[Settings | str | None] = ContextVar("fta_settings_in_process", default=None)
 _copy_io: ContextVar[CopyIO | None] = ContextVar("fta_copy_io_in_process", default=None)
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def config_block_name() -> str:
@@ -64,24 +65,24 @@ def run_settings() -> tuple[Settings, Callable[[], Settings] | None]:
 
 
 @contextmanager
-def settings_in_process(settings: Settings | str) -> Iterator[None]:
+def _handed(var: ContextVar[T | None], value: T) -> Iterator[None]:
+    """``value`` is what flows started in this context (same thread) find in ``var``; the one before, after it."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+def settings_in_process(settings: Settings | str) -> AbstractContextManager[None]:
     """Flows started in this context (same thread) run on ``settings`` (or the block of that name, read again
     every cycle), which never leave this process."""
-    token = _handed_over.set(settings)
-    try:
-        yield
-    finally:
-        _handed_over.reset(token)
+    return _handed(_handed_over, settings)
 
 
-@contextmanager
-def copy_io_in_process(io: CopyIO) -> Iterator[None]:
+def copy_io_in_process(io: CopyIO) -> AbstractContextManager[None]:
     """The copies of flows started in this context (same thread) move their bytes through ``io``."""
-    token = _copy_io.set(io)
-    try:
-        yield
-    finally:
-        _copy_io.reset(token)
+    return _handed(_copy_io, io)
 
 
 def copy_io() -> CopyIO | None:
@@ -105,14 +106,9 @@ def run_in_process(
 _stop_handed_over: ContextVar[StopSwitch | None] = ContextVar("fta_stop_in_process", default=None)
 
 
-@contextmanager
-def stop_in_process(stop: StopSwitch) -> Iterator[None]:
+def stop_in_process(stop: StopSwitch) -> AbstractContextManager[None]:
     """Flows started in this context (same thread) stop when ``stop`` is pulled (elsewhere they make their own)."""
-    token = _stop_handed_over.set(stop)
-    try:
-        yield
-    finally:
-        _stop_handed_over.reset(token)
+    return _handed(_stop_handed_over, stop)
 
 
 def handed_stop() -> StopSwitch | None:
