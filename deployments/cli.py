@@ -6,6 +6,7 @@
     fta once [settings options]               run transfer_once: move what is in the source now, then end
     fta status | files | storage [--json]     what the agent published in the Prefect API
     fta health [-w GB -c GB]                  Nagios plugin
+    fta server [--database-url URL --host H --port P]   the site's central Prefect server on PostgreSQL
     fta simulate PATH --size 50MB --seconds 10 [--pause-at 40% --pause-seconds 5] [--count N]
 
 It lives here, above the flows, because most commands run them or read the API; ``check-config`` and
@@ -26,6 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from deployments.central_server import add_server_options
 from fta import __version__
 from fta.commands import add_settings_options, check_config, settings_from_args, simulate_growth
 from fta.credential import add_client_options
@@ -98,6 +100,18 @@ def _once(args: argparse.Namespace, out: TextIO) -> int:
     return _run_flow(args, once=True)
 
 
+def _server(args: argparse.Namespace, out: TextIO) -> int:
+    """The central Prefect server (PostgreSQL, basic auth beyond loopback), in the foreground until stopped."""
+    from deployments.central_server import from_args, run
+    from deployments.local_server import StartError
+
+    try:
+        return run(from_args(args, os.environ), out)
+    except StartError as exc:
+        print(f"fta: cannot start the server: {exc}", file=sys.stderr)
+        return exc.code
+
+
 def _operator(args: argparse.Namespace, out: TextIO) -> int:
     """status / files / storage / health: read what the agent published in the Prefect API."""
     _prefect_environment()
@@ -150,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_threshold_options(nagios)
     add_client_options(nagios)
     nagios.set_defaults(handler=_operator)
+
+    central = commands.add_parser("server", help="the site's central Prefect server on PostgreSQL, until stopped")
+    add_server_options(central)
+    central.set_defaults(handler=_server)
 
     sim = commands.add_parser("simulate", help="write files that grow like a recorder writes them")
     sim.add_argument("path", help="file to write; with --count N, PATH-001.ext ... PATH-N.ext")

@@ -58,12 +58,12 @@ class StartError(Exception):
         self.code = code
 
 
-def port_is_free(port: int) -> bool:
-    """Can 127.0.0.1:port be bound now (as the server binds it, SO_REUSEADDR: a closing socket does not count)?"""
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Can host:port be bound now (as the server binds it, SO_REUSEADDR: a closing socket does not count)?"""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError:
             return False
     return True

@@ -219,4 +219,4 @@ def fta_log() -> Iterator[list[str]]:
 
 
 # A branch-coverage floor for each package, checked once the run has measured them (see the module).
-pytest_plugins = ["tests.coverage_floors"]
+pytest_plugins = ["tests.coverage_floors", "tests.conftest_postgres"]

@@ -1,0 +1,164 @@
+"""``fta server``: the central Prefect server on a real PostgreSQL cluster, with basic auth, as a real process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+from deployments.central_server import CentralServer, check, from_args, hide_password
+from deployments.local_server import SERVER_DEFAULTS, StartError, port_is_free
+from tests.postgres import DATABASE, ROLE, PostgresCluster
+from tests.prefect_helpers import wait_until
+from tests.up_helpers import call, clean_env, free_port, run_fta
+
+AUTH = "site:" + "s3cret-of-the-site"
+
+
+@flow(name="fta-central-probe")
+def probe() -> None:
+    """Only its flow object is used: a run of it is created through the API, never executed."""
+
+
+def server_args(**given: str | None) -> argparse.Namespace:
+    return argparse.Namespace(**({"database_url": None, "host": None, "port": None} | given))
+
+
+def test_the_server_environment_carries_the_project_settings_and_operator_values_win() -> None:
+    server = CentralServer("postgresql+asyncpg://u:p@127.0.0.1:5432/db", "127.0.0.1", 4300, AUTH)
+    base = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50", "PREFECT_API_URL": "http://elsewhere/api"}
+    env = server.environment(base)
+    for name, value in SERVER_DEFAULTS.items():
+        assert env[name] == base.get(name, value)
+    assert env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "50"
+    assert env["PREFECT_API_DATABASE_CONNECTION_URL"] == server.database_url
+    assert env["PREFECT_SERVER_API_AUTH_STRING"] == AUTH
+    assert (env["PREFECT_SERVER_API_HOST"], env["PREFECT_SERVER_API_PORT"]) == ("127.0.0.1", "4300")
+    assert "PREFECT_API_URL" not in env  # the server is no client of another server
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_options_win_over_prefect_variables_and_a_wildcard_is_probed_on_loopback() -> None:
+    env = {"PREFECT_API_DATABASE_CONNECTION_URL": "postgresql+asyncpg://a@h/d", "PREFECT_SERVER_API_PORT": "4444"}
+    assert from_args(server_args(), env).port == 4444
+    server = from_args(server_args(host="0.0.0.0", port="4555", database_url="postgresql+asyncpg://b@h/d"), env)
+    assert (server.host, server.port, server.database_url) == ("0.0.0.0", 4555, "postgresql+asyncpg://b@h/d")
+    assert server.auth_string is None
+    assert server.probe_url == "http://127.0.0.1:4555/api"
+    with pytest.raises(StartError, match="not a number"):
+        from_args(server_args(port="http"), env)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "prefect.example.org", "::"])
+def test_beyond_loopback_without_auth_is_refused(host: str) -> None:
+    with pytest.raises(StartError, match="without authentication") as refused:
+        check(CentralServer("postgresql+asyncpg://u:p@db/prefect", host, free_port(), None))
+    assert refused.value.code == 2
+
+
+def test_loopback_without_auth_is_allowed_and_a_taken_port_is_refused() -> None:
+    check(CentralServer("postgresql+asyncpg://u:p@db/prefect", "127.0.0.1", free_port(), None))
+    check(CentralServer("postgresql+asyncpg://u:p@db/prefect", "127.5.0.1", free_port(), None))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        assert not port_is_free(port)
+        with pytest.raises(StartError, match="already in use"):
+            check(CentralServer("postgresql+asyncpg://u:p@db/prefect", "127.0.0.1", port, AUTH))
+
+
+@pytest.mark.parametrize("url", ["", "sqlite+aiosqlite:///prefect.db", "postgresql://u:hidden@db/prefect"])
+def test_only_a_postgresql_asyncpg_url_is_taken_and_its_password_never_shown(url: str) -> None:
+    with pytest.raises(StartError, match="postgresql\\+asyncpg") as refused:
+        check(CentralServer(url, "127.0.0.1", free_port(), AUTH))
+    assert "hidden" not in str(refused.value)
+    assert "hidden" not in hide_password("postgresql+asyncpg://u:hidden@db:5432/prefect")
+
+
+def test_fta_server_beyond_loopback_without_auth_exits_2_with_one_line() -> None:
+    env = clean_env()  # no PREFECT_SERVER_API_AUTH_STRING
+    done = run_fta(
+        env, "server", "--host", "0.0.0.0", "--port", str(free_port()),
+        "--database-url", "postgresql+asyncpg://prefect:hidden@127.0.0.1:5432/prefect",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PREFECT_SERVER_API_AUTH_STRING" in lines[0], done.stderr
+    assert "hidden" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_the_throwaway_cluster_starts_restarts_and_is_gone_after_its_stop(postgres: PostgresCluster) -> None:
+    print(f"\nPostgreSQL cluster (initdb, start, database and role) ready in {postgres.start_seconds:.1f} s")
+    assert postgres.running() and not port_is_free(postgres.port)
+    # the Prefect server's way in: the password role over TCP on loopback, owner of the database
+    env = {**os.environ, "PGPASSWORD": postgres.password}
+    query = ["psql", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", ROLE, "-d", DATABASE, "-XAtq", "-c"]
+    create = "CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)"
+    subprocess.run([*query, create], env=env, check=True, capture_output=True, timeout=30)
+    wrong = subprocess.run([*query, "SELECT 1"], env={**env, "PGPASSWORD": "wrong"}, capture_output=True, timeout=30)
+    assert wrong.returncode != 0 and b"password authentication failed" in wrong.stderr
+    postgres.restart()
+    assert postgres.psql("SELECT n FROM kept", DATABASE) == "42"  # committed before the restart, there after it
+    postgres.stop()
+    assert not postgres.folder.exists() and port_is_free(postgres.port)
+
+
+def start_server(database_url: str, port: int, output: Path) -> subprocess.Popen[bytes]:
+    env = clean_env(PREFECT_SERVER_API_AUTH_STRING=AUTH, PREFECT_SERVER_LOGGING_LEVEL="WARNING")
+    argv = ["server", "--database-url", database_url, "--host", "127.0.0.1", "--port", str(port)]
+    with output.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "deployments.cli", *argv], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+
+
+def record_a_flow_run(api_url: str) -> tuple[UUID, str]:
+    """A flow run created through Prefect's client with the site's credential, and its name as read back."""
+    site = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: AUTH}
+    with temporary_settings(site), get_client(sync_client=True) as client:
+        created = client.create_flow_run(probe, name="central-probe-run")
+        return created.id, client.read_flow_run(created.id).name
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_fta_server_runs_prefect_on_postgresql_with_basic_auth(postgres: PostgresCluster, tmp_path: Path) -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    output = tmp_path / "server.out"
+    started = time.monotonic()
+    server = start_server(postgres.url, port, output)
+    try:
+        wait_until(lambda: "ready in" in output.read_text(errors="replace"), 240, "fta server to say it is ready")
+        print(f"\nfta server on PostgreSQL ready in {time.monotonic() - started:.1f} s (first start: migrations)")
+        assert server.poll() is None
+        assert postgres.password not in output.read_text(errors="replace")
+        assert call(f"{api}/health")[0] == 200  # the probe a load balancer uses needs no credential
+        assert call(f"{api}/admin/version")[0] == 401
+        assert call(f"{api}/admin/version", "site:wrong")[0] == 401
+        assert call(f"{api}/admin/version", AUTH)[0] == 200
+        run_id, name = record_a_flow_run(api)
+        assert name == "central-probe-run"
+        # the server's database is the PostgreSQL one: the run's row is there
+        row = postgres.psql(f"SELECT name FROM flow_run WHERE id = '{run_id}'", DATABASE)
+        assert row == "central-probe-run"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+        assert port_is_free(port)  # the Prefect server went with it
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
