@@ -17,7 +17,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from deployments.central_server import CentralServer, check, from_args, hide_password
+from deployments.central_server import CentralServer, check, from_args, hide_password, is_loopback
 from deployments.local_server import SERVER_DEFAULTS, StartError, port_is_free
 from tests.postgres import DATABASE, ROLE, PostgresCluster
 from tests.prefect_helpers import wait_until
@@ -162,3 +162,16 @@ def test_fta_server_runs_prefect_on_postgresql_with_basic_auth(postgres: Postgre
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_the_unit_file_runs_fta_server_beyond_loopback_and_does_not_restart_on_bad_configuration() -> None:
+    from deployments.cli import EXIT_CONFIG, build_parser
+
+    unit = (Path(__file__).resolve().parent.parent / "deployments" / "systemd" / "fta-server.service").read_text()
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    argv = settings["ExecStart"].split()
+    assert argv[0].endswith("/fta")
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "server" and not is_loopback(args.host)  # so the auth string is required
+    assert settings["RestartPreventExitStatus"] == str(EXIT_CONFIG)
+    assert "PREFECT_SERVER_API_AUTH_STRING=" in unit and "postgresql+asyncpg://" in unit
