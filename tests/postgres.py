@@ -37,7 +37,7 @@ def why_not_usable() -> str | None:
     if binaries() is None:
         return f"PostgreSQL is not installed (no initdb/pg_ctl in {BIN_GLOB}; .ci/run installs Debian's postgresql)"
     if os.geteuid() != 0:
-        return "initdb and pg_ctl refuse to run as root and these tests switch to the postgres user: run them as root"
+        return "the cluster is made as the postgres user (runuser: initdb and pg_ctl refuse root), which needs root"
     try:
         pwd.getpwnam(USER)
     except KeyError:

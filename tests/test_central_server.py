@@ -175,3 +175,16 @@ def test_the_unit_file_runs_fta_server_beyond_loopback_and_does_not_restart_on_b
     assert args.command == "server" and not is_loopback(args.host)  # so the auth string is required
     assert settings["RestartPreventExitStatus"] == str(EXIT_CONFIG)
     assert "PREFECT_SERVER_API_AUTH_STRING=" in unit and "postgresql+asyncpg://" in unit
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_database_that_refuses_the_server_ends_fta_server_with_1_and_no_password_shown(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.url.replace(postgres.password, "wrong-password")
+    done = run_fta(clean_env(), "server", "--database-url", url, "--port", str(free_port()), timeout=240)
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "exited with" in last and "before it was ready" in last and "prefect:***@127.0.0.1" in last, last
+    assert "wrong-password" not in done.stdout + done.stderr
