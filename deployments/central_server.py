@@ -128,7 +128,8 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
         default=None,
-        help="postgresql+asyncpg://user:password@host:port/database (default: PREFECT_API_DATABASE_CONNECTION_URL)",
+        help="postgresql+asyncpg://user:password@host:port/database (default: PREFECT_API_DATABASE_CONNECTION_URL;"
+        " prefer it: every user sees a command line, password included)",
     )
     parser.add_argument("--host", default=None, help="address to listen on (PREFECT_SERVER_API_HOST, 127.0.0.1)")
     parser.add_argument("--port", default=None, help=f"port (default: PREFECT_SERVER_API_PORT, {DEFAULT_PORT})")

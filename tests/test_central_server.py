@@ -19,7 +19,9 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 
 from deployments.central_server import CentralServer, check, from_args, hide_password, is_loopback
 from deployments.local_server import SERVER_DEFAULTS, StartError, port_is_free
-from tests.postgres import DATABASE, ROLE, PostgresCluster
+from fta.procstat import child_pids
+from tests import postgres as cluster_module
+from tests.postgres import DATABASE, ROLE, PostgresCluster, why_not_usable
 from tests.prefect_helpers import wait_until
 from tests.up_helpers import call, clean_env, free_port, run_fta
 
@@ -99,6 +101,14 @@ def test_fta_server_beyond_loopback_without_auth_exits_2_with_one_line() -> None
     assert "hidden" not in done.stderr and done.stdout == ""
 
 
+def test_the_cluster_is_skipped_with_a_reason_only_without_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    if cluster_module.binaries() is not None:  # this machine has it: no reason to skip (run as root, as CI does)
+        assert os.geteuid() != 0 or why_not_usable() is None
+    monkeypatch.setattr(cluster_module, "BIN_GLOB", "/nonexistent/*/bin")
+    reason = why_not_usable()
+    assert reason is not None and "not installed" in reason and ".ci/run" in reason
+
+
 @pytest.mark.slow
 def test_the_throwaway_cluster_starts_restarts_and_is_gone_after_its_stop(postgres: PostgresCluster) -> None:
     print(f"\nPostgreSQL cluster (initdb, start, database and role) ready in {postgres.start_seconds:.1f} s")
@@ -146,6 +156,9 @@ def test_fta_server_runs_prefect_on_postgresql_with_basic_auth(postgres: Postgre
         print(f"\nfta server on PostgreSQL ready in {time.monotonic() - started:.1f} s (first start: migrations)")
         assert server.poll() is None
         assert postgres.password not in output.read_text(errors="replace")
+        children = child_pids(server.pid)
+        assert children  # the Prefect server: its command line (readable by every user) holds no password
+        assert all(postgres.password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children)
         assert call(f"{api}/health")[0] == 200  # the probe a load balancer uses needs no credential
         assert call(f"{api}/admin/version")[0] == 401
         assert call(f"{api}/admin/version", "site:wrong")[0] == 401
