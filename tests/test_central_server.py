@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from uuid import UUID
@@ -17,9 +20,9 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from deployments.central_server import CentralServer, check, from_args, hide_password, is_loopback
+from deployments.central_server import CentralServer, check, from_args, hide_password, is_loopback, run
 from deployments.local_server import SERVER_DEFAULTS, StartError, port_is_free
-from fta.procstat import child_pids
+from fta.procstat import alive, child_pids
 from tests import postgres as cluster_module
 from tests.postgres import DATABASE, ROLE, PostgresCluster, why_not_usable
 from tests.prefect_helpers import wait_until
@@ -201,3 +204,67 @@ def test_a_database_that_refuses_the_server_ends_fta_server_with_1_and_no_passwo
     last = done.stderr.strip().splitlines()[-1]
     assert "exited with" in last and "before it was ready" in last and "prefect:***@127.0.0.1" in last, last
     assert "wrong-password" not in done.stdout + done.stderr
+
+
+# A stand-in for `prefect server start` in the in-process tests of run(): answers /api/ready, then lives until
+# stopped (or, with an exit code given, ends by itself once asked for /api/ready once).
+STAND_IN = """
+import http.server, sys
+port, code = int(sys.argv[1]), sys.argv[2]
+if code == "silent":  # started, never answering
+    import signal
+    signal.pause()
+class Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/api/ready" else 404)
+        self.end_headers()
+        if code != "run":
+            raise SystemExit(int(code))
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Ready).serve_forever()
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class StandIn(CentralServer):
+    behaviour: str = "run"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", STAND_IN, str(self.port), self.behaviour]
+
+
+def stand_in(behaviour: str = "run") -> StandIn:
+    return StandIn("postgresql+asyncpg://u:hidden@127.0.0.1:1/db", "127.0.0.1", free_port(), AUTH, behaviour)
+
+
+def test_run_says_ready_and_sigterm_stops_the_server_and_ends_with_0() -> None:
+    server, out = stand_in(), io.StringIO()
+    pids: list[int] = []
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stop_when_ready() -> None:
+        wait_until(lambda: "ready in" in out.getvalue(), 30, "the ready line")
+        pids.extend(child_pids(os.getpid()))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_when_ready)
+    stopper.start()
+    assert run(server, out, ready_timeout=30) == 0
+    stopper.join()
+    assert "basic auth" in out.getvalue() and "u:***@" in out.getvalue() and "hidden" not in out.getvalue()
+    assert port_is_free(server.port)  # the server was stopped and waited for
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+    assert pids and all(not alive(pid) for pid in pids)
+
+
+def test_a_server_that_ends_by_itself_is_a_failure_for_the_service_manager() -> None:
+    assert run(stand_in("0"), io.StringIO(), ready_timeout=30) == 1  # ended with 0, unasked: restart it
+
+
+def test_a_server_that_never_answers_is_stopped_after_the_timeout() -> None:
+    server = stand_in("silent")
+    with pytest.raises(StartError, match=r"did not answer within 0\.5 s") as failed:
+        run(server, io.StringIO(), ready_timeout=0.5)
+    assert failed.value.code == 1
+    assert not [pid for pid in child_pids(os.getpid()) if alive(pid)]  # stopped, not left behind
