@@ -28,12 +28,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from deployments.central_server import add_server_options
+from deployments.operator_commands import add_agent_option
 from fta import __version__
 from fta.commands import add_settings_options, check_config, settings_from_args, simulate_growth
 from fta.credential import add_client_options
 from fta.errors import ConfigError
 from fta.health import add_threshold_options
 from fta.logsetup import configure_logging
+from fta.settings import agent_tag
 
 EXIT_CONFIG = 2
 PREFECT_DEFAULTS = {
@@ -54,6 +56,7 @@ def _run_flow(args: argparse.Namespace, once: bool) -> int:
     settings = settings_from_args(args)  # invalid settings: exit 2 before Prefect is even imported
     _prefect_environment()
     # Prefect is imported only by the commands that run flows.
+    from prefect import tags
     from prefect.exceptions import TerminationSignal
 
     from deployments.local_server import StartError, temporary_server
@@ -70,7 +73,12 @@ def _run_flow(args: argparse.Namespace, once: bool) -> int:
     try:
         # The settings are handed over in this process, never as the run's parameters (shown in the UI, kept in
         # the API): the webhook URL and its token stay out of both. The server: one a Ctrl-C to the group misses.
-        with temporary_server(), settings_in_process(settings), stop_in_process(stop):
+        with (
+            temporary_server(),
+            settings_in_process(settings),
+            stop_in_process(stop),
+            tags(agent_tag(settings.agent_name)),  # the run is the agent's, as its deployment's runs are
+        ):
             state: Any = transfer_once(return_state=True) if once else watch_folder(return_state=True)
     except StartError as exc:
         print(f"fta: cannot start: {exc}", file=sys.stderr)
@@ -118,11 +126,11 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
     from deployments import operator_commands as ops
 
     if args.command == "health":
-        return ops.health(args.warning, args.critical, out, args.data_path)
+        return ops.health(args.warning, args.critical, out, args.data_path, args.agent)
     try:
-        handler: Callable[[bool, TextIO], int] = getattr(ops, args.command)
+        handler: Callable[[bool, TextIO, str | None], int] = getattr(ops, args.command)
         with ops.local_api(args.data_path):
-            return handler(args.json, out)
+            return handler(args.json, out, args.agent)
     except Exception as exc:
         print(f"fta: cannot read the Prefect API: {exc}", file=sys.stderr)
         return 3
@@ -159,10 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("--json", action="store_true", help="print the seed's JSON")
         add_client_options(command)
+        add_agent_option(command)
         command.set_defaults(handler=_operator)
     nagios = commands.add_parser("health", help="Nagios plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
     add_threshold_options(nagios)
     add_client_options(nagios)
+    add_agent_option(nagios)
     nagios.set_defaults(handler=_operator)
 
     central = commands.add_parser("server", help="the site's central Prefect server on PostgreSQL, until stopped")

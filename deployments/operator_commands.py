@@ -1,7 +1,8 @@
 """``fta status``, ``fta files``, ``fta storage`` and ``fta health`` (also ``check_fta``): read the Prefect API only.
 
-Each reads what the agent published (the ``fta-status`` and ``fta-storage`` artifacts, the watch run's state) and
-prints the seed's shapes with ``--json``, or a readable form without.
+Each reads what one agent published (its ``fta-status-<agent>`` and ``fta-storage-<agent>`` artifacts, the state of
+its watch run, tagged ``agent:<agent>``) and prints the seed's shapes with ``--json``, or a readable form without.
+Which agent: ``--agent NAME``, else this host's ``agent_name`` (``FTA_AGENT_NAME``, else the host's short name).
 
 Which API, with which credential: ``PREFECT_API_URL``, else the local server of ``fta up`` (127.0.0.1,
 ``server_port``); ``PREFECT_API_AUTH_STRING``, else, for that local server only, the credential file in
@@ -13,12 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from fta.credential import add_client_options
 from fta.health import CRITICAL, OK, WARNING, Health, add_threshold_options, judge, unknown
+from fta.settings import default_agent_name
 from fta.views import files_view, status_view
 
 STORAGE_EXIT = {"OK": 0, "WARNING": 1, "ERROR": 2}
@@ -45,10 +48,21 @@ def local_api(data_path: str | None) -> Iterator[None]:
         yield
 
 
-def _status_rows() -> list[dict[str, Any]]:
-    from flows.api_state import STATUS_KEY, read_table
+def this_agent() -> str:
+    """This host's agent, as ``fta up`` here names it without an option: ``FTA_AGENT_NAME`` or the host's name."""
+    return os.environ.get("FTA_AGENT_NAME", "").strip() or default_agent_name()
 
-    rows, _ = read_table(STATUS_KEY)
+
+def add_agent_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--agent", default=None, metavar="NAME", help="the agent to read (default: this host's agent_name)"
+    )
+
+
+def _status_rows(agent: str | None) -> list[dict[str, Any]]:
+    from flows.api_state import read_table, status_key
+
+    rows, _ = read_table(status_key(agent or this_agent()))
     return rows
 
 
@@ -57,8 +71,8 @@ def _json(body: Any, out: TextIO) -> int:
     return 0
 
 
-def status(as_json: bool, out: TextIO) -> int:
-    view = status_view(_status_rows())
+def status(as_json: bool, out: TextIO, agent: str | None = None) -> int:
+    view = status_view(_status_rows(agent))
     if as_json:
         return _json(view, out)
     print(f"pending ({view['pendingFilesCount']}): {', '.join(view['pendingFiles']) or '-'}", file=out)
@@ -79,8 +93,8 @@ def status(as_json: bool, out: TextIO) -> int:
     return 0
 
 
-def files(as_json: bool, out: TextIO) -> int:
-    view = files_view(_status_rows())
+def files(as_json: bool, out: TextIO, agent: str | None = None) -> int:
+    view = files_view(_status_rows(agent))
     if as_json:
         return _json(view, out)
     print(f"{'status':<10} {'progress':>8} {'size':>14}  file", file=out)
@@ -89,11 +103,11 @@ def files(as_json: bool, out: TextIO) -> int:
     return 0
 
 
-def storage(as_json: bool, out: TextIO) -> int:
+def storage(as_json: bool, out: TextIO, agent: str | None = None) -> int:
     """The seed's storage object; exit 0 OK, 1 WARNING (the seed's 507), 2 ERROR (the seed's 503)."""
-    from flows.api_state import STORAGE_KEY, read_table
+    from flows.api_state import read_table, storage_key
 
-    rows, _ = read_table(STORAGE_KEY)
+    rows, _ = read_table(storage_key(agent or this_agent()))
     if not rows:
         body: dict[str, Any] = {
             "sourceFreeGB": -1,
@@ -119,13 +133,13 @@ def storage(as_json: bool, out: TextIO) -> int:
     return STORAGE_EXIT.get(str(body["status"]), 2)
 
 
-def health(warn_gb: float, crit_gb: float, out: TextIO, data_path: str | None = None) -> int:
+def health(warn_gb: float, crit_gb: float, out: TextIO, data_path: str | None = None, agent: str | None = None) -> int:
     """Nagios plugin: one line with perfdata; 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
     try:
         with local_api(data_path):
             from flows.api_state import observe
 
-            verdict: Health = judge(observe(probe=True), warn_gb, crit_gb)
+            verdict: Health = judge(observe(agent or this_agent(), probe=True), warn_gb, crit_gb)
     except Exception as exc:  # the API cannot be read: the plugin does not know
         verdict = unknown(
             f"cannot read the Prefect API: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -139,11 +153,12 @@ def check_fta(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="check_fta", description="Nagios check of the File Transfer Agent")
     add_threshold_options(parser)
     add_client_options(parser)
+    add_agent_option(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit:
         return 3  # plugin guidelines: bad usage is UNKNOWN
-    return health(args.warning, args.critical, sys.stdout, args.data_path)
+    return health(args.warning, args.critical, sys.stdout, args.data_path, args.agent)
 
 
 def main() -> None:  # pragma: no cover - console script

@@ -3,11 +3,14 @@
 Without ``PREFECT_API_URL`` it starts a local Prefect server as a child process (SQLite and Prefect's home in
 ``data_path``, bound to 127.0.0.1, analytics off, basic auth with the credential kept in ``data_path``: see
 ``deployments.local_server``), waits until it answers as its own server, saves the settings as the
-``TransferConfig`` block ``default`` the first time, registers the served deployments
+``TransferConfig`` block named after the agent (``agent_name``) the first time, registers the served deployments
 
-    watch-folder/agent            started at once; runs until stopped
-    transfer-once/manual          ``prefect deployment run 'transfer-once/manual'``
-    storage-report/every-minute   interval schedule, 60 s
+    watch-folder/<agent>          started at once; runs until stopped
+    transfer-once/<agent>         ``prefect deployment run 'transfer-once/<agent>'``
+    storage-report/<agent>        interval schedule, 60 s
+
+each tagged ``agent:<agent>`` (their flow runs carry the tag), so that several agents share one server, each with
+its own block, deployments, runs and artifacts.
 
 and serves them until Ctrl-C or SIGTERM, then stops the watch run cleanly and the server. With ``PREFECT_API_URL``
 set it uses that server instead. ``prefect.yaml`` declares the same deployments for ``prefect deploy``.
@@ -23,37 +26,77 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from deployments.local_server import LocalServer, StartError, check_remote_api
 from fta.procstat import alive, child_pids
-from fta.settings import Settings
+from fta.settings import Settings, agent_tag
+
+if TYPE_CHECKING:
+    from blocks.transfer_config import TransferConfig
 
 log = logging.getLogger("fta.up")
 
-# The block the served runs read (flows.config: FTA_CONFIG_BLOCK of this process, inherited by its flow runs).
-CONFIG_BLOCK = os.environ.get("FTA_CONFIG_BLOCK", "").strip() or "default"
-WATCH = "watch-folder/agent"
-ONCE = "transfer-once/manual"
-REPORT = "storage-report/every-minute"
+BLOCK_ENV = "FTA_CONFIG_BLOCK"
+LEGACY_BLOCK = "default"  # the one block of a single-host install from before agents had names
 REPORT_INTERVAL_SECONDS = 60
 
 
-def ensure_config_block(settings: Settings) -> bool:
-    """Save the settings as the ``default`` TransferConfig block unless it exists; True when it was created."""
+def config_block(settings: Settings) -> str:
+    """The block the served runs read: ``FTA_CONFIG_BLOCK`` when set, else the one named after the agent."""
+    return os.environ.get(BLOCK_ENV, "").strip() or settings.agent_name
+
+
+def watch_name(agent: str) -> str:
+    return f"watch-folder/{agent}"
+
+
+def report_name(agent: str) -> str:
+    return f"storage-report/{agent}"
+
+
+def ensure_config_block(settings: Settings, name: str) -> bool:
+    """Save the settings as the TransferConfig block ``name`` unless it exists; True when it was created.
+
+    A block ``default`` left by a single-host install is taken over instead, once: copied to ``name`` and removed,
+    so that an agent joining the server later never takes this host's folders for its own. The block always carries
+    the agent's name, which its runs publish under.
+    """
     from blocks.transfer_config import TransferConfig
 
     try:
-        TransferConfig.load(CONFIG_BLOCK)
+        block: TransferConfig | None = cast(TransferConfig, TransferConfig.load(name))
     except ValueError:
-        TransferConfig.from_settings(settings).save(CONFIG_BLOCK)
-        log.info("saved the settings as the TransferConfig block %r", CONFIG_BLOCK)
+        block = _take_over_legacy(name)
+    else:
+        log.info("using the TransferConfig block %r (edit it to change the configuration)", name)
+    if block is None:
+        TransferConfig.from_settings(settings).save(name)
+        log.info("saved the settings as the TransferConfig block %r", name)
         return True
-    log.info("using the TransferConfig block %r (edit it to change the configuration)", CONFIG_BLOCK)
+    if getattr(block, "agent_name", None) != settings.agent_name:
+        block.agent_name = settings.agent_name  # type: ignore[attr-defined]  # a field made at run time
+        block.save(name, overwrite=True)
     return False
 
 
-def build_deployments() -> list[Any]:
+def _take_over_legacy(name: str) -> TransferConfig | None:
+    """The block ``default`` copied to ``name`` (and removed), or None when there is none to take over."""
+    from blocks.transfer_config import TransferConfig
+
+    if name == LEGACY_BLOCK:
+        return None
+    try:
+        legacy = cast(TransferConfig, TransferConfig.load(LEGACY_BLOCK))
+    except ValueError:
+        return None
+    legacy.save(name)
+    TransferConfig.delete(LEGACY_BLOCK)
+    log.info("took over the TransferConfig block %r as %r (this agent's own from now on)", LEGACY_BLOCK, name)
+    return cast(TransferConfig, TransferConfig.load(name))
+
+
+def build_deployments(agent: str) -> list[Any]:
     from prefect.types.entrypoint import EntrypointType
 
     from flows.storage_report import storage_report
@@ -62,25 +105,32 @@ def build_deployments() -> list[Any]:
 
     # No parameters: the runs read the agent's own block (flows.config). A run may only narrow the work (subfolder,
     # pattern); Prefect refuses any other parameter as it binds them to the flow's signature, before our code runs.
+    # Each is named after the agent and tagged with it: the runs of every agent on a shared server stay apart.
     module = EntrypointType.MODULE_PATH
+    tags = [agent_tag(agent)]
     return [
         watch_folder.to_deployment(
-            "agent", entrypoint_type=module, description="Watch the source, move finished files."
+            agent, entrypoint_type=module, tags=tags, description="Watch the source, move finished files."
         ),
         transfer_once.to_deployment(
-            "manual", entrypoint_type=module, description="Move what is in the source now (subfolder, pattern)."
+            agent,
+            entrypoint_type=module,
+            tags=tags,
+            description="Move what is in the source now (subfolder, pattern).",
         ),
         storage_report.to_deployment(
-            "every-minute",
+            agent,
             interval=REPORT_INTERVAL_SECONDS,
             entrypoint_type=module,
+            tags=tags,
             description="Free space, reachability and health.",
         ),
     ]
 
 
-def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
-    """Once the runner has registered the deployments: one watch run (stale ones of a killed agent are closed)."""
+def start_watch_run(agent: str, stop: threading.Event, timeout: float = 120.0) -> None:
+    """Once the runner has registered the deployments: one watch run (stale ones of this agent, killed, are closed;
+    never another agent's)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
@@ -88,6 +138,7 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
         FlowRunFilter,
         FlowRunFilterState,
         FlowRunFilterStateType,
+        FlowRunFilterTags,
     )
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
@@ -107,7 +158,7 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
                     stop.wait(0.5)
             return None
 
-        deployment = registered(WATCH)
+        deployment = registered(watch_name(agent))
         if deployment is None:
             return
         unfinished = client.read_flow_runs(
@@ -115,14 +166,15 @@ def start_watch_run(stop: threading.Event, timeout: float = 120.0) -> None:
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(
                     type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED])
-                )
+                ),
+                tags=FlowRunFilterTags(all_=[agent_tag(agent)]),
             ),
         )
-        for stale in unfinished:  # this agent serves the deployment alone: an open run is left from a killed agent
+        for stale in unfinished:  # its own deployment, its own tag: an open run is left from this agent, killed
             client.set_flow_run_state(stale.id, Crashed(message="the agent was restarted"), force=True)
         run = client.create_flow_run_from_deployment(deployment.id)
         log.info("watch run %s started", run.name)
-        report = registered(REPORT)  # a first storage report now, not at the next full minute
+        report = registered(report_name(agent))  # a first storage report now, not at the next full minute
         if report is None:
             return
         try:
@@ -263,12 +315,14 @@ def _prepare(settings: Settings) -> list[Any]:
 
     ensure_logging_setup()  # Prefect's console handler, which this process's own lines go to as well
     logging.getLogger("fta").setLevel(settings.log_level)
-    ensure_config_block(settings)
+    block = config_block(settings)
+    os.environ[BLOCK_ENV] = block  # the served runs (child processes) read the agent's block
+    ensure_config_block(settings, block)
     from deployments.alerts import ensure_alerts
     from flows.config import resolve_settings
 
-    ensure_alerts(resolve_settings(None, CONFIG_BLOCK))  # the saved configuration decides the alerts
-    return build_deployments()
+    ensure_alerts(resolve_settings(None, block))  # the saved configuration decides the alerts
+    return build_deployments(settings.agent_name)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -296,7 +350,9 @@ def up(settings: Settings) -> int:
             assert server.process is not None  # started
             not_flow_runs.add(server.process.pid)
         deployments = _prepare(settings)
-        starter = threading.Thread(target=start_watch_run, args=(stop,), name="fta-start-watch", daemon=True)
+        starter = threading.Thread(
+            target=start_watch_run, args=(settings.agent_name, stop), name="fta-start-watch", daemon=True
+        )
         starter.start()
         step = "serve"
         serve_until_stopped(deployments, keep=not_flow_runs)

@@ -1,6 +1,8 @@
 """The agent's state as published in the Prefect API: read back by the storage report and the ``fta`` commands.
 
-No side channel: everything comes from artifacts with stable keys and the flow runs' states; the health check
+No side channel: everything comes from artifacts with stable keys and the flow runs' states, each of one agent
+(its ``agent_name`` in the key, ``fta-status-<agent>``, and the tag ``agent:<agent>`` on its runs: several agents
+share a server); the health check
 also makes one write of its own (``probe_write``), since a server that cannot write still answers every read.
 """
 
@@ -24,6 +26,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import ArtifactSort
@@ -31,16 +34,29 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from fta.health import Observed, WriteProbe
+from fta.settings import agent_tag
 
-STATUS_KEY = "fta-status"
-STORAGE_KEY = "fta-storage"
-HEALTH_KEY = "fta-health"
 WATCH_FLOW_NAME = "watch-folder"
 PROBE_PREFIX = "fta-health-probe-"
 PROBE_TIMEOUT_SECONDS = 10.0  # per request; a healthy write and its read back take well under a second
 PROBE_RETRIES = 1  # one more try (2 s later) for a busy SQLite's 503, not Prefect's five, which take a minute
 PROBE_LEFT_SECONDS = 600.0  # another check's probe younger than this may be in use (agents sharing a server)
 VERSIONS_KEPT = 100  # of each keyed artifact: the newest is the state, a few before it are history enough
+
+
+def status_key(agent: str) -> str:
+    """The key of the agent's status table (one row per file)."""
+    return f"fta-status-{agent}"
+
+
+def storage_key(agent: str) -> str:
+    """The key of the agent's storage report (the seed's storage object)."""
+    return f"fta-storage-{agent}"
+
+
+def health_key(agent: str) -> str:
+    """The key of the health verdict the agent's storage report publishes."""
+    return f"fta-health-{agent}"
 
 
 def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:
@@ -88,13 +104,14 @@ def age_seconds(moment: datetime | None, now: datetime | None = None) -> float |
     return (now - moment.astimezone(UTC)).total_seconds()
 
 
-def watch_is_running() -> bool:
-    """Is a ``watch-folder`` flow run in the Running state?"""
+def watch_is_running(agent: str) -> bool:
+    """Is a ``watch-folder`` flow run of ``agent`` (its tag) in the Running state?"""
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[WATCH_FLOW_NAME])),
             flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+                tags=FlowRunFilterTags(all_=[agent_tag(agent)]),
             ),
             limit=1,
         )
@@ -147,19 +164,21 @@ def _remove_probes(client: Any, own: str) -> None:
         return
 
 
-def observe(storage: dict[str, Any] | None = None, report_age: float | None = None, probe: bool = False) -> Observed:
-    """What the health verdict needs; ``storage`` given (a report just made) or read from the latest report.
+def observe(
+    agent: str, storage: dict[str, Any] | None = None, report_age: float | None = None, probe: bool = False
+) -> Observed:
+    """What the health verdict of ``agent`` needs; ``storage`` given (a report just made) or read from its latest.
 
     ``probe``: also write a record and read it back (``probe_write``), for a check made from outside the agent.
     """
     if storage is None:
-        rows, written = read_table(STORAGE_KEY)
+        rows, written = read_table(storage_key(agent))
         storage, report_age = (rows[0] if rows else None), age_seconds(written)
-    status_rows, _ = read_table(STATUS_KEY)
+    status_rows, _ = read_table(status_key(agent))
     return Observed(
         storage=storage,
         report_age_seconds=report_age,
-        watch_running=watch_is_running(),
+        watch_running=watch_is_running(agent),
         pending=sum(row.get("status") in ("Discovered", "Ready", "InQueue", "Copying") for row in status_rows),
         failed=sum(row.get("status") == "Failed" for row in status_rows),
         write_probe=probe_write() if probe else None,

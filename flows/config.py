@@ -2,8 +2,10 @@
 
 - A run the agent serves (``fta up``, or a worker of ``prefect.yaml``'s pool) reads the ``TransferConfig`` block
   its serving process names: ``FTA_CONFIG_BLOCK`` in that process's environment, inherited by its flow-run
-  processes (``default`` when unset). A run's parameters cannot name another block, and a served run's job
-  variables do not reach its environment (Prefect's runner starts served flows with its own environment only).
+  processes (``fta up`` sets it to the agent's ``agent_name``; unset, a worker's runs read the block named
+  after ``FTA_AGENT_NAME``, else after the host's short name). A run's parameters cannot name another block,
+  and a served run's job variables do not reach its environment (Prefect's runner starts served flows with its
+  own environment only).
 - ``fta watch`` / ``fta once`` and other in-process callers hand their settings over in this process
   (``settings_in_process`` / ``run_in_process``): nothing of them is sent to the API, no secret shows in the UI.
 - The same callers may hand over the run's stop switch (``stop_in_process``, ``run_in_process(stop=...)``): the
@@ -24,11 +26,10 @@ from typing import Any, TypeVar, cast
 
 from blocks.transfer_config import TransferConfig
 from fta.copy_io import CopyIO
-from fta.settings import Settings, load_settings
+from fta.settings import Settings, agent_tag, default_agent_name, load_settings
 from fta.stop_switch import StopSwitch
 
 BLOCK_ENV = "FTA_CONFIG_BLOCK"
-DEFAULT_BLOCK = "default"
 
 _handed_over: ContextVar[Settings | str | None] = ContextVar("fta_settings_in_process", default=None)
 _copy_io: ContextVar[CopyIO | None] = ContextVar("fta_copy_io_in_process", default=None)
@@ -38,7 +39,8 @@ T = TypeVar("T")
 
 def config_block_name() -> str:
     """The TransferConfig block of this serving process (and so of its flow runs)."""
-    return os.environ.get(BLOCK_ENV, "").strip() or DEFAULT_BLOCK
+    named = os.environ.get(BLOCK_ENV, "").strip() or os.environ.get("FTA_AGENT_NAME", "").strip()
+    return named or default_agent_name()
 
 
 def block_settings(name: str) -> Settings:
@@ -96,8 +98,15 @@ def run_in_process(
     """Call ``flow`` here on ``config``: settings, a TransferConfig block's name, or setting values (as for
     ``load_settings``). ``stop``: the run's stop switch (``stop.request()`` from any thread ends the run cleanly).
     ``call``: its parameters (``subfolder``, ``pattern``, ``max_cycles``), ``return_state``."""
+    from prefect import tags
+
     settings = config if isinstance(config, Settings | str) else load_settings(config)
-    with settings_in_process(settings), stop_in_process(stop) if stop is not None else nullcontext():
+    agent = (settings if isinstance(settings, Settings) else block_settings(settings)).agent_name
+    with (
+        settings_in_process(settings),
+        stop_in_process(stop) if stop is not None else nullcontext(),
+        tags(agent_tag(agent)),  # the run is the agent's, as its deployment's runs are
+    ):
         return flow(**call)
 
 

@@ -28,7 +28,7 @@ from prefect.exceptions import ExternalSignal
 from flows.backlog import MAX_UNSENT
 from flows.prefect_internals import close_task_runner, start_task_runner
 from fta.board import IN_FLIGHT
-from fta.settings import Settings
+from fta.settings import Settings, agent_tag
 from tasks.copy_file import copy_file
 from tasks.runtime import TransferRuntime
 
@@ -96,7 +96,7 @@ class CopyDispatcher:
         self._task = copy_file.with_options(
             retries=settings.max_retry_attempts,
             retry_delay_seconds=settings.retry_delay_seconds,
-            tags=[settings.shared_limit_tag] if settings.shared_limit_tag else [],
+            tags=[agent_tag(settings.agent_name), *filter(None, [settings.shared_limit_tag])],
         )
 
     def under_way(self) -> int:

@@ -1,4 +1,4 @@
-"""Publishes the agent's status table (the ``fta-status`` artifact) from a thread of its own.
+"""Publishes the agent's status table (the ``fta-status-<agent>`` artifact) from a thread of its own.
 
 ``BoardStatus`` decides when: when the board changed, at most about once a second (and at once when the loop is
 about to hold, so the table shows why). Every decision also updates the Prometheus counts, in or out of a flow run.
@@ -21,7 +21,7 @@ from typing import Any
 from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext
 
-from flows.api_state import STATUS_KEY, prune_versions
+from flows.api_state import prune_versions, status_key
 from fta import metrics
 from fta.board import TransferBoard
 
@@ -76,17 +76,19 @@ class StatusPublisher:
                 log.debug("status artifact not published: %s", exc)
 
 
-def status_artifact_writer() -> Publish:
-    """Publishes the status table; now and then deletes its old versions (``prune_versions``), in the same thread."""
+def status_artifact_writer(agent: str) -> Publish:
+    """Publishes ``agent``'s status table; now and then deletes its old versions (``prune_versions``), in the same
+    thread."""
     published = 0
+    key = status_key(agent)
 
     def publish(rows: list[dict[str, Any]], description: str) -> None:
         nonlocal published
-        create_table_artifact(rows, key=STATUS_KEY, description=description)
+        create_table_artifact(rows, key=key, description=description)
         published += 1
         if published % PRUNE_EVERY == 1:
             try:
-                prune_versions(STATUS_KEY)
+                prune_versions(key)
             except Exception as exc:  # history left for the next pruning; never a reason to stop
                 log.debug("old status versions not pruned: %s", exc)
 
@@ -96,10 +98,13 @@ def status_artifact_writer() -> Publish:
 class BoardStatus:
     """The board's counts and table, published when they changed, at most about once a second."""
 
-    def __init__(self, board: TransferBoard, clock: Callable[[], float], publish: Publish | None = None) -> None:
+    def __init__(
+        self, board: TransferBoard, clock: Callable[[], float], publish: Publish | None = None, agent: str = ""
+    ) -> None:
+        """``publish``: where the tables go (default: the artifact of ``agent``, the agent's ``agent_name``)."""
         self._board = board
         self._clock = clock
-        self._publisher = StatusPublisher(publish if publish is not None else status_artifact_writer())
+        self._publisher = StatusPublisher(publish if publish is not None else status_artifact_writer(agent))
         self._version = -1
         self._at = float("-inf")
 

@@ -1,6 +1,7 @@
 """``storage_report``: free space and reachability of source and destination, every minute (seed phase 5).
 
-Publishes the seed's storage object as the ``fta-storage`` artifact and the health verdict as ``fta-health``, and
+Publishes the seed's storage object as the ``fta-storage-<agent>`` artifact and the health verdict as
+``fta-health-<agent>`` (the agent's ``agent_name``), and
 emits ``fta.storage.low`` (destination below ``storage_warning_gb``) or ``fta.destination.unavailable``.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.api_state import HEALTH_KEY, STORAGE_KEY, observe, prune_versions
+from flows.api_state import health_key, observe, prune_versions, storage_key
 from flows.config import run_settings
 from flows.flow_logging import flow_logging
 from fta.board import iso
@@ -31,12 +32,13 @@ def storage_report() -> dict[str, Any]:
 
     No parameters: its settings are the agent's own (``flows.config``), never a run's."""
     settings, _ = run_settings()
+    storage_at, health_at = storage_key(settings.agent_name), health_key(settings.agent_name)
     with flow_logging(settings):
         probe = probe_with_timeout(Destination.of(settings), PROBE_TIMEOUT_SECONDS)
         report = measure(settings.source_path, probe, settings.storage_warning_gb)
         body = report.as_seed_json()
         row = {**body, "reason": report.reason, "checkedAt": iso(datetime.now(UTC))}
-        create_table_artifact([row], key=STORAGE_KEY, description=f"Storage: {report.status}")
+        create_table_artifact([row], key=storage_at, description=f"Storage: {report.status}")
         if report.status == "WARNING":
             log.warning("%s %s GB free", report.message, report.destination_free_gb)
             emit(
@@ -49,16 +51,16 @@ def storage_report() -> dict[str, Any]:
             log.warning("%s %s", report.message, report.reason or "")
             emit("fta.destination.unavailable", settings, reason=report.reason or "", source="storage-report")
         health = judge(
-            observe(storage=row, report_age=0.0),
+            observe(settings.agent_name, storage=row, report_age=0.0),
             warn_gb=settings.storage_warning_gb,
             crit_gb=settings.storage_warning_gb / 2,
         )
         create_table_artifact(
             [{"status": health.status, "problems": "; ".join(health.problems), "checkedAt": row["checkedAt"]}],
-            key=HEALTH_KEY,
+            key=health_at,
             description=health.line,
         )
-        for key in (STORAGE_KEY, HEALTH_KEY):  # two versions a minute would pile up for as long as the server lives
+        for key in (storage_at, health_at):  # two versions a minute would pile up for as long as the server lives
             try:
                 prune_versions(key)
             except Exception as exc:

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from prefect import tags
+
 from flows.backlog import unsent_records
 from flows.config import copy_io, run_settings
 from flows.config_follower import ConfigFollower, Reactions
@@ -41,7 +43,7 @@ from flows.status_publisher import BoardStatus
 from fta.board import TransferBoard
 from fta.copier import Copier
 from fta.scope import WHOLE_SOURCE, Scope
-from fta.settings import Settings
+from fta.settings import Settings, agent_tag
 from fta.source_hold import SourceHold
 from fta.stability import StabilityTracker
 from fta.stop_switch import StopSwitch
@@ -56,7 +58,8 @@ Reload = Callable[[], Settings]
 def loop_settings(scope: Scope) -> Iterator[tuple[Settings, Reload | None]]:
     """A flow's settings (``flows.config``) and how to read them again, with the flow's logging set up for them."""
     settings, reload = run_settings()
-    with flow_logging(settings):
+    # Every task run of the flow carries the agent's tag (its flow run has it from the deployment or the caller).
+    with flow_logging(settings), tags(agent_tag(settings.agent_name)):
         if not scope.whole:
             log.info("this run moves only %s (of %s)", scope.describe(), settings.source_path)
         yield settings, reload
@@ -89,7 +92,7 @@ class TransferLoop:
         self.hold = SourceHold()
         self.watcher = SourceWatcher(settings, self.board, clock, self.runtime.wake.set, once, scope)
         self.dispatcher = CopyDispatcher(self.runtime, self.summary, unsent)
-        self.status = BoardStatus(self.board, clock)
+        self.status = BoardStatus(self.board, clock, agent=settings.agent_name)
         self.guard = DestinationGuard(self.runtime, clock, before_hold=lambda: self.status.publish(force=True))
         reactions = Reactions(
             take=self._take,

@@ -7,6 +7,8 @@ documented in the README's settings table; ``describe_settings()`` prints the ef
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +37,22 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
     "Thumbs.db",
     "desktop.ini",
 )
+
+
+AGENT_NAME_FORM = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def default_agent_name(hostname: str | None = None) -> str:
+    """The host's short name as an agent name: lowercase, other characters than [a-z0-9-] made '-', runs of '-'
+    collapsed, trimmed, at most 63 characters ('Ingest_01.example.org' -> 'ingest-01'); 'agent' if nothing is left."""
+    short = (socket.gethostname() if hostname is None else hostname).split(".", 1)[0].lower()
+    name = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", short)).strip("-")[:63].rstrip("-")
+    return name or "agent"
+
+
+def agent_tag(agent: str) -> str:
+    """The tag on every flow run and task run of the agent ``agent``."""
+    return f"agent:{agent}"
 
 
 class Settings(BaseSettings):
@@ -120,6 +138,13 @@ class Settings(BaseSettings):
         60, ge=0, description="At most one storage-low alert per destination this many minutes apart (0: every report)."
     )
     storage_warning_gb: float = Field(100, ge=0, description="Destination free space below this is a WARNING.")
+    agent_name: str = Field(
+        default_factory=default_agent_name,
+        description=(
+            "This agent's name on the Prefect server (its block, deployments, artifacts, tag, events); default: the"
+            " host's short name. 1-63 lowercase letters, digits and dashes, not starting or ending with a dash."
+        ),
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -147,6 +172,21 @@ class Settings(BaseSettings):
     def _split_exclude(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("agent_name", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: Any) -> Any:
+        return default_agent_name() if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("agent_name")
+    @classmethod
+    def _name_form(cls, value: str) -> str:
+        # Part of deployment names, artifact keys and tags on a server shared by several agents: one spelling only.
+        if not AGENT_NAME_FORM.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an agent name (1-63 lowercase letters, digits and dashes, no dash at either end)"
+            )
         return value
 
     @field_validator("destination_marker")

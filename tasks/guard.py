@@ -21,7 +21,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from fta import metrics
-from fta.paths import agent_id
 from fta.probe import Destination, ProbeResult, probe_with_timeout
 from fta.settings import Settings
 
@@ -31,9 +30,11 @@ PROBE_TIMEOUT_SECONDS = 30.0
 
 
 def destination_resource(settings: Settings) -> dict[str, str]:
+    """The agent's destination as an event resource: one per agent (the alerts follow each on its own)."""
     return {
-        "prefect.resource.id": f"fta.destination.{agent_id(settings.source_path)}",
+        "prefect.resource.id": f"fta.destination.{settings.agent_name}",
         "prefect.resource.name": str(settings.destination_path),
+        "fta.agent": settings.agent_name,
     }
 
 

@@ -19,6 +19,10 @@ from flows.config import copy_io_in_process
 from fta.copier import hash_file
 from fta.copy_io import CopyIO
 from fta.paths import temp_owner
+from fta.settings import default_agent_name
+
+# The agent the tests' runs belong to: they name none, so each is this host's (its short name).
+AGENT = default_agent_name()
 
 
 def fast_config(source: Path, destination: Path, **overrides: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows import source_watcher
-from flows.api_state import STATUS_KEY, read_table
+from flows.api_state import read_table, status_key
 from flows.config import run_in_process
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
@@ -29,6 +29,7 @@ from fta.stability import FileSig
 from fta.stop_switch import StopSwitch
 from tests.conftest import Mount, write
 from tests.prefect_helpers import (
+    AGENT,
     Background,
     fast_config,
     kind,
@@ -96,7 +97,7 @@ def touch(path: Path) -> None:
 
 
 def status_rows() -> dict[str, dict[str, Any]]:
-    rows, _ = read_table(STATUS_KEY)
+    rows, _ = read_table(status_key(AGENT))
     return {row["file"]: row for row in rows}
 
 

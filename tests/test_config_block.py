@@ -32,7 +32,7 @@ def value_schema(setting: dict[str, Any]) -> dict[str, Any]:
 
 def test_one_block_field_per_setting_in_the_same_order() -> None:
     assert list(TransferConfig.model_fields) == list(Settings.model_fields)
-    assert len(Settings.model_fields) == 31
+    assert len(Settings.model_fields) == 32
 
 
 def test_each_block_field_is_its_setting_with_no_default() -> None:

@@ -12,16 +12,21 @@ from deployments.serve import REPORT_INTERVAL_SECONDS, build_deployments
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def served() -> dict[str, dict[str, Any]]:
+YAML_AGENT = "{{ $FTA_AGENT_NAME }}"  # prefect deploy fills it from its environment
+
+
+def served(agent: str = "ingest-01") -> dict[str, dict[str, Any]]:
+    """The deployments ``fta up`` serves, by their flow."""
     table = {}
-    for deployment in build_deployments():
+    for deployment in build_deployments(agent):
         module, _, function = deployment.entrypoint.rpartition(".")
         schedules = [s.schedule.interval.total_seconds() for s in deployment.schedules or []]
-        table[deployment.name] = {
+        table[deployment.flow_name] = {
+            "name": deployment.name,
+            "tags": deployment.tags,
             "entrypoint": f"{module.replace('.', '/')}.py:{function}",
             "parameters": deployment.parameters,
             "intervals": schedules,
-            "flow": deployment.flow_name,
         }
     return table
 
@@ -29,7 +34,9 @@ def served() -> dict[str, dict[str, Any]]:
 def declared() -> dict[str, dict[str, Any]]:
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     return {
-        item["name"]: {
+        item["entrypoint"]: {
+            "name": item["name"],
+            "tags": item["tags"],
             "entrypoint": item["entrypoint"],
             "parameters": item["parameters"],
             "intervals": [float(s["interval"]) for s in item.get("schedules", [])],
@@ -39,17 +46,20 @@ def declared() -> dict[str, dict[str, Any]]:
 
 
 def test_prefect_yaml_matches_the_served_deployments() -> None:
-    ours, theirs = served(), declared()
-    assert set(ours) == set(theirs) == {"agent", "manual", "every-minute"}
+    ours = {spec["entrypoint"]: spec for spec in served(YAML_AGENT).values()}
+    theirs = declared()
+    assert set(ours) == set(theirs)
     for name, spec in theirs.items():
         assert {key: ours[name][key] for key in spec} == spec
         assert (ROOT / spec["entrypoint"].split(":")[0]).is_file()
-    assert {name: spec["flow"] for name, spec in ours.items()} == {
-        "agent": "watch-folder",
-        "manual": "transfer-once",
-        "every-minute": "storage-report",
-    }
-    assert ours["every-minute"]["intervals"] == [float(REPORT_INTERVAL_SECONDS)]
+
+
+def test_every_deployment_is_named_after_its_agent_and_tagged_with_it() -> None:
+    for agent in ("ingest-01", "ingest-02"):
+        ours = served(agent)
+        assert set(ours) == {"watch-folder", "transfer-once", "storage-report"}
+        assert all(spec["name"] == agent and spec["tags"] == [f"agent:{agent}"] for spec in ours.values())
+    assert served()["storage-report"]["intervals"] == [float(REPORT_INTERVAL_SECONDS)]
 
 
 def test_service_files_only_use_real_settings_and_the_declared_pool() -> None:
@@ -84,9 +94,9 @@ def test_runs_started_through_the_api_may_only_narrow_the_work() -> None:
     from flows.watch_folder import watch_folder
 
     assert {name: spec["parameters"] for name, spec in served().items()} == {
-        "agent": {},
-        "manual": {},
-        "every-minute": {},
+        "watch-folder": {},
+        "transfer-once": {},
+        "storage-report": {},
     }
     accepted = {flow.name: set(parameter_schema(flow.fn).properties) for flow in (transfer_once, watch_folder)}
     assert accepted == {

@@ -15,7 +15,7 @@ import pytest
 from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.api_state import STATUS_KEY
+from flows.api_state import status_key
 from flows.config import copy_io_in_process, run_in_process
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
@@ -28,6 +28,7 @@ from fta.stop_switch import StopSwitch
 from tests.conftest import HOLD_THE_SOURCE, Mount, mount_tmpfs, other_process, unmount, write
 from tests.copy_ios import AfterEachChunk, HoldAfterEachChunk, SlowDisk
 from tests.prefect_helpers import (
+    AGENT,
     Background,
     fast_config,
     files_below,
@@ -207,7 +208,7 @@ def test_a_sweep_on_a_source_another_run_moves_ends_at_once_and_touches_nothing(
 
     @flow
     def the_other_runs_status() -> None:
-        create_table_artifact(theirs, key=STATUS_KEY)
+        create_table_artifact(theirs, key=status_key(AGENT))
 
     the_other_runs_status()
     write(source / "a.mxf", b"the other run's to move")
@@ -216,7 +217,7 @@ def test_a_sweep_on_a_source_another_run_moves_ends_at_once_and_touches_nothing(
     assert state.is_failed()
     assert "being moved by another run on this machine (pid " in (state.message or "")
     assert (source / "a.mxf").exists() and files_below(destination) == {}
-    assert read_table(STATUS_KEY)[0] == theirs  # the other run's status is not replaced by an empty one
+    assert read_table(status_key(AGENT))[0] == theirs  # the other run's status is not replaced by an empty one
     assert not any("agent started" in line for line in fta_log)
 
 
@@ -297,7 +298,7 @@ def test_two_hundred_files_arrive_exactly_once(source: Path, destination: Path) 
     copies = {name: named for name, named in runs.items() if name.startswith("copy ")}
     assert len(copies) == 200
     assert all(len(named) == 1 and kind(named[0]) == "COMPLETED" for named in copies.values())
-    artifact = Artifact.get(STATUS_KEY)
+    artifact = Artifact.get(status_key(AGENT))
     assert artifact is not None
 
 
@@ -417,15 +418,13 @@ def test_guard_emits_unavailable_and_restored_events(source: Path, tmp_path: Pat
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    from fta.paths import agent_id
-
     nas = tmp_path / "nas"
     write(source / "a.mxf", b"a")
     once = Background(lambda: run_once(fast_config(source, nas)))
     wait_until(lambda: any("destination unavailable" in line for line in fta_log), what="the guard to hold")
     nas.mkdir()
     assert once.result().is_completed()
-    resource = f"fta.destination.{agent_id(source.resolve())}"
+    resource = f"fta.destination.{AGENT}"
     names = ["fta.destination.unavailable", "fta.destination.restored"]
     seen: dict[str, dict[str, Any]] = {}
 

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVE = """
 from prefect import serve
 from deployments.serve import build_deployments
-serve(*[d for d in build_deployments() if d.name in ("agent", "manual")], print_starting_message=False)
+ours = [d for d in build_deployments("manual-runs-agent") if d.flow_name != "storage-report"]
+serve(*ours, print_starting_message=False)
 """
 
 
@@ -73,8 +74,8 @@ def served(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 
             def registered() -> bool:
                 try:
-                    client.read_deployment_by_name("transfer-once/manual")
-                    client.read_deployment_by_name("watch-folder/agent")
+                    client.read_deployment_by_name(f"transfer-once/{AGENT_BLOCK}")
+                    client.read_deployment_by_name(f"watch-folder/{AGENT_BLOCK}")
                 except Exception:
                     return False
                 return True
@@ -89,7 +90,7 @@ def served(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 @pytest.fixture
 def agent(served: None, source: Path, destination: Path) -> dict[str, Any]:
     """The agent's own configuration for this test, saved as its block."""
-    config = fast_config(source, destination)
+    config = fast_config(source, destination, agent_name=AGENT_BLOCK)
     TransferConfig.from_settings(load_settings(config, env_file=None)).save(AGENT_BLOCK, overwrite=True)
     return config
 
@@ -154,7 +155,7 @@ def test_a_run_that_passes_settings_is_refused_and_moves_nothing(
     names = {"OUT": thief, "FOLDER": str(elsewhere["folder"]), "LOOT": str(elsewhere["loot"])}
     names["LOG"] = str(elsewhere["log"])
     given = {key: names.get(value, value) if isinstance(value, str) else value for key, value in parameters.items()}
-    run = start("transfer-once/manual", given)
+    run = start(f"transfer-once/{AGENT_BLOCK}", given)
     state = final_state(run)
     # Prefect binds the parameters to the flow's signature (subfolder, pattern) before any code of the agent runs,
     # and ends the run there: Crashed, the refused parameter named in the run's logs.
@@ -177,7 +178,7 @@ def test_job_variables_cannot_choose_another_block(
     TransferConfig.from_settings(load_settings(thief, env_file=None)).save("thief", overwrite=True)
     write(source / "mine.mxf", b"the agent's own")
     run = start(
-        "transfer-once/manual",
+        f"transfer-once/{AGENT_BLOCK}",
         job_variables={"env": {"FTA_CONFIG_BLOCK": "thief", "FTA_SOURCE_PATH": str(elsewhere["folder"])}},
     )
     state = final_state(run)
@@ -199,7 +200,7 @@ def test_a_subfolder_outside_the_source_is_refused_with_the_reason(
     agent: dict[str, Any], source: Path, destination: Path, elsewhere: dict[str, Path], subfolder: str, why: str
 ) -> None:
     write(source / "cam1" / "a.mxf", b"the agent's own")
-    state = final_state(start("transfer-once/manual", {"subfolder": subfolder}))
+    state = final_state(start(f"transfer-once/{AGENT_BLOCK}", {"subfolder": subfolder}))
     assert state.is_failed()
     assert why in (state.message or "") and "nothing was done" in (state.message or ""), state.message
     untouched(elsewhere)
@@ -208,7 +209,7 @@ def test_a_subfolder_outside_the_source_is_refused_with_the_reason(
 
 def test_a_watch_run_with_a_bad_subfolder_fails_at_once(agent: dict[str, Any], source: Path, destination: Path) -> None:
     write(source / "a.mxf", b"stays")
-    state = final_state(start("watch-folder/agent", {"subfolder": "../..", "max_cycles": 3}))
+    state = final_state(start(f"watch-folder/{AGENT_BLOCK}", {"subfolder": "../..", "max_cycles": 3}))
     assert state.is_failed() and "'..' would leave the source" in (state.message or "")
     assert files_below(destination) == {} and (source / "a.mxf").exists()
 
@@ -219,13 +220,13 @@ def test_a_subfolder_and_a_pattern_move_only_those_files(
     for rel in ("cam1/a.mxf", "cam1/day2/b.mxf", "cam1/c.wav", "cam10/d.mxf", "cam2/e.mxf", "top.mxf"):
         write(source / rel, rel.encode())
     (source / "cam1" / "link").symlink_to(elsewhere["folder"], target_is_directory=True)  # never followed
-    state = final_state(start("transfer-once/manual", {"subfolder": "./cam1/", "pattern": "*.mxf"}))
+    state = final_state(start(f"transfer-once/{AGENT_BLOCK}", {"subfolder": "./cam1/", "pattern": "*.mxf"}))
     assert state.is_completed(), state
     assert "2 file(s) moved" in (state.message or "")
     assert files_below(destination).keys() == {"cam1/a.mxf", "cam1/day2/b.mxf"}
     assert files_below(source).keys() == {"cam1/c.wav", "cam10/d.mxf", "cam2/e.mxf", "top.mxf"}
     untouched(elsewhere)
-    state = final_state(start("transfer-once/manual", {"subfolder": "cam1/link"}))
+    state = final_state(start(f"transfer-once/{AGENT_BLOCK}", {"subfolder": "cam1/link"}))
     assert state.is_completed() and "0 file(s) moved" in (state.message or ""), state
     untouched(elsewhere)
 

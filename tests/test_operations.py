@@ -24,6 +24,7 @@ from fta.stop_switch import StopSwitch
 from tests.conftest import HOLD_THE_SOURCE, other_process, write
 from tests.copy_ios import HoldAfterEachChunk
 from tests.prefect_helpers import (
+    AGENT,
     Background,
     fast_config,
     slow_agent,
@@ -144,7 +145,7 @@ def test_the_status_and_the_storage_report_keep_their_history_short(
 ) -> None:
     """Published for months, every version kept would grow the server's database without end."""
     from flows import api_state, status_publisher
-    from flows.api_state import HEALTH_KEY, STATUS_KEY, STORAGE_KEY, read_table
+    from flows.api_state import health_key, read_table, status_key, storage_key
 
     monkeypatch.setattr(api_state, "VERSIONS_KEPT", 2)
     monkeypatch.setattr(status_publisher, "PRUNE_EVERY", 3)
@@ -152,16 +153,16 @@ def test_the_status_and_the_storage_report_keep_their_history_short(
 
     @flow
     def ten_tables() -> None:
-        publish = status_publisher.status_artifact_writer()
+        publish = status_publisher.status_artifact_writer(AGENT)
         for n in range(10):  # prunes after the 1st, 4th, 7th and 10th
             publish([{"file": f"f{n}.mxf"}], f"table {n}")
 
     ten_tables()
-    assert len(_versions(STATUS_KEY)) == 2
-    assert read_table(STATUS_KEY)[0] == [{"file": "f9.mxf"}]
+    assert len(_versions(status_key(AGENT))) == 2
+    assert read_table(status_key(AGENT))[0] == [{"file": "f9.mxf"}]
     for _ in range(4):
         run_in_process(storage_report, fast_config(source, destination))
-    assert len(_versions(STORAGE_KEY)) == 2 and len(_versions(HEALTH_KEY)) == 2
+    assert len(_versions(storage_key(AGENT))) == 2 and len(_versions(health_key(AGENT))) == 2
 
 
 def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path, stop: StopSwitch) -> None:

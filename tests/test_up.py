@@ -55,7 +55,7 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
     data = tmp_path / "data"
     options = ["--source", str(source), "--destination", str(destination), "--data-path", str(data)]
     options += ["--server-port", str(port), "--file-stable-time-seconds", "0.5", "--polling-interval-seconds", "0.2"]
-    options += ["--log-file-path", str(tmp_path / "agent.log"), "--storage-warning-gb", "0"]
+    options += ["--log-file-path", str(tmp_path / "agent.log"), "--storage-warning-gb", "0", "--agent-name", "up-test"]
     with subprocess.Popen(
         [sys.executable, "-m", "deployments.cli", "up", *options],
         env=env,
@@ -77,22 +77,26 @@ def test_up_serves_watches_reports_and_stops(source: Path, destination: Path, tm
                 assert services[service]["batch_size"] == 500
                 assert services[service]["flush_interval"] == 1
             assert set(services["db_vacuum"]["enabled"]) == {"events", "flow_runs"}  # ended runs go after 90 days
-            wait_until(lambda: fta(api, "storage", "--json").returncode == 0, timeout=90, what="a storage report")
+            wait_until(
+                lambda: fta(api, "storage", "--json", "--agent", "up-test").returncode == 0,
+                timeout=90,
+                what="a storage report",
+            )
             completed: list[list[str]] = []
 
             def status_lists_the_move() -> bool:  # the status artifact is published from a thread of its own
-                status = json.loads(fta(api, "status", "--json").stdout)
+                status = json.loads(fta(api, "status", "--json", "--agent", "up-test").stdout)
                 completed.append([done["file"] for done in status["recentlyCompleted"]])
                 return completed[-1] != []
 
             wait_until(status_lists_the_move, timeout=60, what="the status to list the move")
             assert completed[-1] == ["cam/a.mxf"]
-            health = fta(api, "health", "-w", "0", "-c", "0")
+            health = fta(api, "health", "-w", "0", "-c", "0", "--agent", "up-test")
             assert health.returncode == 0, health.stdout
             assert health.stdout.startswith("FTA OK - ")
             write(source / "b.mxf", b"manual")
             run = subprocess.run(
-                [sys.executable, "-m", "prefect", "deployment", "run", "transfer-once/manual"],
+                [sys.executable, "-m", "prefect", "deployment", "run", "transfer-once/up-test"],
                 env=api,
                 capture_output=True,
                 text=True,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from fta.credential import CREDENTIAL_FILE
-from tests.prefect_helpers import wait_until
+from tests.prefect_helpers import AGENT, wait_until
 from tests.up_helpers import call, clean_env, flow_runs, free_port, run_fta, start_up, stop_agent, up_options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -94,7 +94,7 @@ def test_a_request_without_the_credential_is_refused(agent: Agent) -> None:
     assert call(f"{agent.api}/admin/version")[0] == 401
     assert call(f"{agent.api}/admin/version", "fta:guessed")[0] == 401
     assert call(f"{agent.api}/flow_runs/filter", None, {"limit": 1})[0] == 401
-    status, deployment = call(f"{agent.api}/deployments/name/transfer-once/manual", agent.credential)
+    status, deployment = call(f"{agent.api}/deployments/name/transfer-once/{AGENT}", agent.credential)
     assert status == 200
     start = f"{agent.api}/deployments/{deployment['id']}/create_flow_run"
     assert call(start, None, {"parameters": {}})[0] == 401  # nobody starts a run without it
@@ -102,7 +102,7 @@ def test_a_request_without_the_credential_is_refused(agent: Agent) -> None:
 
 
 def test_the_webhook_secret_needs_the_credential(agent: Agent) -> None:
-    url = f"{agent.api}/block_types/slug/webhook/block_documents/name/fta-alerts?include_secrets=true"
+    url = f"{agent.api}/block_types/slug/webhook/block_documents/name/fta-alerts-{AGENT}?include_secrets=true"
     assert call(url)[0] == 401
     status, block = call(url, agent.credential)
     assert status == 200 and SECRET in json.dumps(block)  # the endpoint does give it, with the credential only
@@ -187,7 +187,8 @@ def test_an_unprivileged_user_can_read_nothing_and_use_nothing(agent: Agent) -> 
 def _what_the_agent_has(agent: Agent) -> dict[str, Any]:
     watch = flow_runs(agent.api, agent.credential, "watch-folder")
     deployments = call(f"{agent.api}/deployments/filter", agent.credential, {"limit": 20})[1]
-    block = call(f"{agent.api}/block_types/slug/fta-transfer-config/block_documents/name/default", agent.credential)[1]
+    named = f"{agent.api}/block_types/slug/fta-transfer-config/block_documents/name/{AGENT}"
+    block = call(named, agent.credential)[1]
     return {
         "watch": sorted((run["id"], run["state"]["type"]) for run in watch),
         "paused": sorted((item["name"], item["paused"]) for item in deployments),
@@ -197,7 +198,7 @@ def _what_the_agent_has(agent: Agent) -> dict[str, Any]:
 
 def test_a_second_fta_up_on_its_port_is_refused_and_changes_nothing(agent: Agent, tmp_path: Path) -> None:
     before = _what_the_agent_has(agent)
-    assert ("agent", False) in before["paused"] and before["block"] is not None
+    assert (AGENT, False) in before["paused"] and before["block"] is not None
     assert [state for _, state in before["watch"]].count("RUNNING") == 1
     other = tmp_path / "other"
     (other / "source").mkdir(parents=True)
