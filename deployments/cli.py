@@ -141,23 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fta {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check-config", help="validate and print the effective settings")
-    add_settings_options(check)
-    check.set_defaults(handler=check_config)
-
-    run_all = commands.add_parser(
-        "up", help="start a local Prefect server (unless PREFECT_API_URL is set), serve the deployments, watch"
-    )
-    add_settings_options(run_all)
-    run_all.set_defaults(handler=_up)
-
-    watch = commands.add_parser("watch", help="watch the source and move finished files until stopped")
-    add_settings_options(watch)
-    watch.set_defaults(handler=_watch)
-
-    once = commands.add_parser("once", help="move what is in the source now (once stable), then end")
-    add_settings_options(once)
-    once.set_defaults(handler=_once)
+    for name, text, handler in (
+        ("check-config", "validate and print the effective settings", check_config),
+        ("up", "start a local Prefect server (unless PREFECT_API_URL is set), serve the deployments, watch", _up),
+        ("watch", "watch the source and move finished files until stopped", _watch),
+        ("once", "move what is in the source now (once stable), then end", _once),
+    ):
+        command = commands.add_parser(name, help=text)
+        add_settings_options(command)
+        command.set_defaults(handler=handler)
 
     for name, text in (
         ("status", "pending, copying, recently completed and failed files (the seed's /api/status)"),
