@@ -6,6 +6,7 @@
     fta once [settings options]               run transfer_once: move what is in the source now, then end
     fta status | files | storage [--json]     what the agent published in the Prefect API
     fta health [-w GB -c GB]                  Nagios plugin
+    fta agents [--json] [-w GB -c GB]         every agent of the server, each judged as fta health; the worst
     fta server [--database-url URL --host H --port P]   the site's central Prefect server on PostgreSQL
     fta simulate PATH --size 50MB --seconds 10 [--pause-at 40% --pause-seconds 5] [--count N]
 
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from deployments.central_server import add_server_options
-from deployments.operator_commands import add_agent_option
+from deployments.operator_commands import add_agent_option, add_agents_options
 from fta import __version__
 from fta.commands import add_settings_options, check_config, settings_from_args, simulate_growth
 from fta.credential import add_client_options
@@ -121,12 +122,14 @@ def _server(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _operator(args: argparse.Namespace, out: TextIO) -> int:
-    """status / files / storage / health: read what the agent published in the Prefect API."""
+    """status / files / storage / health / agents: read what the agents published in the Prefect API."""
     _prefect_environment()
     from deployments import operator_commands as ops
 
     if args.command == "health":
         return ops.health(args.warning, args.critical, out, args.data_path, args.agent)
+    if args.command == "agents":
+        return ops.agents(args.warning, args.critical, args.json, out, args.data_path, args.max_agents)
     try:
         handler: Callable[[bool, TextIO, str | None], int] = getattr(ops, args.command)
         with ops.local_api(args.data_path):
@@ -161,11 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         add_client_options(command)
         add_agent_option(command)
         command.set_defaults(handler=_operator)
-    nagios = commands.add_parser("health", help="Nagios plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
-    add_threshold_options(nagios)
-    add_client_options(nagios)
-    add_agent_option(nagios)
-    nagios.set_defaults(handler=_operator)
+    for name, text, add_own_options in (
+        ("health", "Nagios plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN", add_agent_option),
+        ("agents", "every agent of the server, each judged as health; exits with the worst", add_agents_options),
+    ):
+        nagios = commands.add_parser(name, help=text)
+        add_threshold_options(nagios)
+        add_client_options(nagios)
+        add_own_options(nagios)
+        nagios.set_defaults(handler=_operator)
 
     central = commands.add_parser("server", help="the site's central Prefect server on PostgreSQL, until stopped")
     add_server_options(central)

@@ -1,8 +1,10 @@
-"""``fta status``, ``fta files``, ``fta storage`` and ``fta health`` (also ``check_fta``): read the Prefect API only.
+"""``fta status``, ``files``, ``storage``, ``health`` (also ``check_fta``) and ``agents``: read the Prefect API only.
 
 Each reads what one agent published (its ``fta-status-<agent>`` and ``fta-storage-<agent>`` artifacts, the state of
 its watch run, tagged ``agent:<agent>``) and prints the seed's shapes with ``--json``, or a readable form without.
 Which agent: ``--agent NAME``, else this host's ``agent_name`` (``FTA_AGENT_NAME``, else the host's short name).
+``fta agents`` reads every agent the server knows (``flows.api_state.known_agents`` says which) and judges each as
+``fta health --agent NAME`` does, with one write check for them all (they share the server).
 
 Which API, with which credential: ``PREFECT_API_URL``, else the local server of ``fta up`` (127.0.0.1,
 ``server_port``); ``PREFECT_API_AUTH_STRING``, else, for that local server only, the credential file in
@@ -20,11 +22,26 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from fta.credential import add_client_options
-from fta.health import CRITICAL, OK, WARNING, Health, add_threshold_options, judge, unknown
+from fta.health import (
+    CRITICAL,
+    OK,
+    UNKNOWN,
+    WARNING,
+    AgentHealth,
+    Health,
+    Observed,
+    SiteHealth,
+    WriteProbe,
+    add_threshold_options,
+    judge,
+    judge_site,
+    unknown,
+)
 from fta.settings import default_agent_name
 from fta.views import files_view, status_view
 
 STORAGE_EXIT = {"OK": 0, "WARNING": 1, "ERROR": 2}
+MAX_AGENTS = 200  # judged by one ``fta agents``: three reads each, a few hundred requests at most
 
 
 @contextlib.contextmanager
@@ -133,19 +150,83 @@ def storage(as_json: bool, out: TextIO, agent: str | None = None) -> int:
     return STORAGE_EXIT.get(str(body["status"]), 2)
 
 
+def _judged(agent: str, probe: WriteProbe | None, warn_gb: float, crit_gb: float) -> tuple[Observed, Health]:
+    """The verdict on ``agent``, from its state and the server's write check (``fta health`` and ``fta agents``)."""
+    from flows.api_state import observe
+
+    seen = observe(agent)
+    seen.write_probe = probe
+    return seen, judge(seen, warn_gb, crit_gb)
+
+
+def _unreadable(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"cannot read the Prefect API: {type(exc).__name__}: {first}"
+
+
 def health(warn_gb: float, crit_gb: float, out: TextIO, data_path: str | None = None, agent: str | None = None) -> int:
     """Nagios plugin: one line with perfdata; 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
     try:
         with local_api(data_path):
-            from flows.api_state import observe
+            from flows.api_state import probe_write
 
-            verdict: Health = judge(observe(agent or this_agent(), probe=True), warn_gb, crit_gb)
+            verdict: Health = _judged(agent or this_agent(), probe_write(), warn_gb, crit_gb)[1]
     except Exception as exc:  # the API cannot be read: the plugin does not know
-        verdict = unknown(
-            f"cannot read the Prefect API: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        )
+        verdict = unknown(_unreadable(exc))
     print(verdict.line, file=out)
     return verdict.code
+
+
+def agents(
+    warn_gb: float,
+    crit_gb: float,
+    as_json: bool,
+    out: TextIO,
+    data_path: str | None = None,
+    most: int = MAX_AGENTS,
+) -> int:
+    """Every agent the server knows, each judged as ``health`` judges one; exit with the worst (Nagios codes).
+
+    An agent whose state cannot be read is UNKNOWN and the others are still judged; a server that cannot be read
+    at all is UNKNOWN with the reason, as ``fta health`` says it.
+    """
+    try:
+        with local_api(data_path):
+            site = _site(warn_gb, crit_gb, most)
+    except Exception as exc:
+        site = SiteHealth(UNKNOWN, [], f"FTA AGENTS UNKNOWN - {_unreadable(exc)}")
+    if as_json:
+        print(json.dumps(site.as_json(), indent=2), file=out)
+    else:
+        print(site.text(), file=out)
+    return site.code
+
+
+def _site(warn_gb: float, crit_gb: float, most: int) -> SiteHealth:
+    from flows.api_state import known_agents, probe_write
+
+    names, cut = known_agents(most)
+    probe = probe_write() if names else None  # one write tells for the whole server
+    judged: list[AgentHealth] = []
+    for name in names:
+        try:
+            seen, verdict = _judged(name, probe, warn_gb, crit_gb)
+        except Exception as exc:  # this agent's state: the others are still worth judging
+            judged.append(AgentHealth(name, unknown(_unreadable(exc))))
+        else:
+            judged.append(AgentHealth(name, verdict, seen))
+    return judge_site(judged, more=most if cut else None)
+
+
+def add_agents_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the agents as JSON")
+    parser.add_argument(
+        "--max-agents",
+        type=int,
+        default=MAX_AGENTS,
+        metavar="N",
+        help=f"judge at most N agents, the first by name; more known is a WARNING ({MAX_AGENTS})",
+    )
 
 
 def check_fta(argv: Sequence[str] | None = None) -> int:
@@ -165,4 +246,4 @@ def main() -> None:  # pragma: no cover - console script
     sys.exit(check_fta())
 
 
-__all__ = ["CRITICAL", "OK", "WARNING", "check_fta", "files", "health", "status", "storage"]
+__all__ = ["CRITICAL", "OK", "WARNING", "agents", "check_fta", "files", "health", "status", "storage"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,8 @@ import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
     ArtifactFilter,
     ArtifactFilterKey,
     FlowFilter,
@@ -29,12 +31,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import StateType
-from prefect.client.schemas.sorting import ArtifactSort
+from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort, DeploymentSort
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from fta.health import Observed, WriteProbe
-from fta.settings import agent_tag
+from fta.settings import AGENT_NAME_FORM, agent_tag
 
 WATCH_FLOW_NAME = "watch-folder"
 PROBE_PREFIX = "fta-health-probe-"
@@ -42,6 +44,8 @@ PROBE_TIMEOUT_SECONDS = 10.0  # per request; a healthy write and its read back t
 PROBE_RETRIES = 1  # one more try (2 s later) for a busy SQLite's 503, not Prefect's five, which take a minute
 PROBE_LEFT_SECONDS = 600.0  # another check's probe younger than this may be in use (agents sharing a server)
 VERSIONS_KEPT = 100  # of each keyed artifact: the newest is the state, a few before it are history enough
+CONFIG_BLOCK_TYPE = "fta-transfer-config"  # blocks.transfer_config.TransferConfig's slug (no import of blocks/ here)
+AGENTS_PAGE = 200  # rows per request while listing the agents (the API's own largest page)
 
 
 def status_key(agent: str) -> str:
@@ -183,3 +187,87 @@ def observe(
         failed=sum(row.get("status") == "Failed" for row in status_rows),
         write_probe=probe_write() if probe else None,
     )
+
+
+def known_agents(most: int) -> tuple[list[str], bool]:
+    """The agents this server knows, by name, at most ``most`` of them; True when there may be more.
+
+    Known: the name of a ``watch-folder/<agent>`` deployment, the suffix of an ``fta-status-<agent>`` or
+    ``fta-storage-<agent>`` artifact, the ``agent_name`` of a TransferConfig block; the union of the four, each a
+    valid agent name. An agent stays known until its deployments, artifacts and block are deleted (retired), so
+    one that stopped is seen as stopped, not forgotten. Every source is read in name order, at most ``most + 1``
+    rows of it: the first ``most`` names of the union are then exactly the first ``most`` of all.
+    """
+    names: set[str] = set()
+    full = False
+    with get_client(sync_client=True) as client:
+        for source in (
+            _deployed(client),
+            _published(client, status_key("")),
+            _published(client, storage_key("")),
+            _configured(client),
+        ):
+            for rows, name in enumerate(source, start=1):
+                if AGENT_NAME_FORM.fullmatch(name):
+                    names.add(name)
+                if rows > most:
+                    full = True
+                    break
+    ordered = sorted(names)
+    return ordered[:most], full or len(ordered) > most
+
+
+def _pages(read: Callable[[int, int], list[Any]]) -> Iterator[Any]:
+    """Rows of ``read(offset, limit)``, a page at a time, until a page comes back short (the caller stops early)."""
+    offset = 0
+    while True:
+        page = read(offset, AGENTS_PAGE)
+        yield from page
+        if len(page) < AGENTS_PAGE:
+            return
+        offset += len(page)
+
+
+def _deployed(client: Any) -> Iterator[str]:
+    """Names of the ``watch-folder`` deployments (``watch-folder/<agent>``), in name order."""
+    flows = FlowFilter(name=FlowFilterName(any_=[WATCH_FLOW_NAME]))
+    for deployment in _pages(
+        lambda offset, limit: client.read_deployments(
+            flow_filter=flows, sort=DeploymentSort.NAME_ASC, offset=offset, limit=limit
+        )
+    ):
+        yield str(deployment.name)
+
+
+def _published(client: Any, prefix: str) -> Iterator[str]:
+    """Agents of the artifact keys ``<prefix><agent>``, one per key (its latest version), in key order."""
+    keys = ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_=prefix))  # the server: key contains it
+    for collection in _pages(
+        lambda offset, limit: client.read_latest_artifacts(
+            artifact_filter=keys, sort=ArtifactCollectionSort.KEY_ASC, offset=offset, limit=limit
+        )
+    ):
+        if collection.key.startswith(prefix):
+            yield collection.key[len(prefix) :]
+
+
+def _configured(client: Any) -> Iterator[str]:
+    """``agent_name`` of each TransferConfig block, in block name order (secrets not read).
+
+    The client's own block reads either ignore the block type or page nothing, hence the filter route itself.
+    """
+
+    def read(offset: int, limit: int) -> list[Any]:
+        body = {
+            "block_types": {"slug": {"any_": [CONFIG_BLOCK_TYPE]}},
+            "sort": "NAME_ASC",
+            "offset": offset,
+            "limit": limit,
+            "include_secrets": False,
+        }
+        return list(client.request("POST", "/block_documents/filter", json=body).json())
+
+    for document in _pages(read):
+        name = (document.get("data") or {}).get("agent_name")
+        if isinstance(name, str):
+            yield name
