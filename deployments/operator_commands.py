@@ -211,8 +211,9 @@ def _site(warn_gb: float, crit_gb: float, most: int) -> SiteHealth:
     for name in names:
         try:
             seen, verdict = _judged(name, probe, warn_gb, crit_gb)
-        except Exception as exc:  # this agent's state: the others are still worth judging
-            judged.append(AgentHealth(name, unknown(_unreadable(exc))))
+        except Exception as exc:  # this agent's state (a reply that is not what it publishes): judge the others
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            judged.append(AgentHealth(name, unknown(f"its state cannot be read: {type(exc).__name__}: {first}")))
         else:
             judged.append(AgentHealth(name, verdict, seen))
     return judge_site(judged, more=most if cut else None)

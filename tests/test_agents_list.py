@@ -214,6 +214,30 @@ def test_a_reported_path_with_a_line_break_and_a_bar_stays_on_its_plugin_line(tm
 
 
 @pytest.mark.usefixtures("empty_server")
+def test_an_agent_whose_state_cannot_be_read_is_unknown_and_the_others_are_still_judged(tmp_path: Path) -> None:
+    """Whoever can write the API can put anything under an agent's key: that agent is UNKNOWN, not the check."""
+    from prefect import flow
+    from prefect.artifacts import create_markdown_artifact
+
+    source, destination = folders(tmp_path, "ingest-01")
+    report("ingest-01", source, destination, storage_warning_gb=0)
+
+    @flow
+    def not_a_table() -> None:
+        create_markdown_artifact("# not a storage report", key="fta-storage-ingest-02")
+
+    not_a_table()
+    code, body = agents_json("-w", "0", "-c", "0")
+    rows = rows_by_agent(body)
+    assert code == CRITICAL  # ingest-01's watch is not running: a critical agent outranks an unknown one
+    assert rows["ingest-02"]["status"] == "UNKNOWN" and "its state cannot be read" in rows["ingest-02"]["summary"]
+    assert rows["ingest-01"]["status"] == "CRITICAL" and rows["ingest-01"]["destinationReachable"] is True
+    assert rows["ingest-02"]["watchRunning"] is False and rows["ingest-02"]["freeBytes"] is None
+    code, out = fta("agents", "-w", "0", "-c", "0")
+    assert "1 of 2 agents unknown: ingest-02 (its state cannot be read: " in out.splitlines()[0]
+
+
+@pytest.mark.usefixtures("empty_server")
 def test_an_agent_is_known_by_its_deployment_its_artifacts_or_its_block(tmp_path: Path) -> None:
     from prefect import flow
     from prefect.artifacts import create_table_artifact
