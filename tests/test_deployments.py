@@ -84,7 +84,9 @@ def test_service_files_only_use_real_settings_and_the_declared_pool() -> None:
     assert command[command.index("--pool") + 1] == pool["name"]
     # the worker takes its own host's queue only, named after its agent as `prefect deploy` names it, and never
     # creates the pool (a pool it made would have Prefect's open template, not deployments/process-pool.json)
-    agent = {item["name"]: item["value"] for item in container["env"]}["FTA_AGENT_NAME"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert {key for key in env if key.startswith(ENV_PREFIX)} <= known
+    agent = env["FTA_AGENT_NAME"]
     assert pool["work_queue_name"] == YAML_AGENT
     assert command[command.index("--work-queue") + 1] == agent
     assert "--no-create-pool-if-not-found" in command
