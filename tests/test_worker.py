@@ -127,7 +127,7 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path, list[subprocess.Popen[byte
     )
     try:
         wait_until(
-            lambda: server.poll() is None and status_with(f"{api}/health", None) == 200, 120, "the Prefect server"
+            lambda: server.poll() is None and status_with(f"{api}/health", None) == 200, 240, "the Prefect server"
         )
         workers: list[subprocess.Popen[bytes]] = []
         try:
@@ -186,11 +186,9 @@ def test_each_hosts_runs_go_to_its_own_worker_and_a_run_cannot_change_the_job(
     write(source_a / "cam1" / "a2.mxf", b"a2" * 1000)
     write(source_b / "b1.mxf", b"b1" * 1000)
     write(source_b / "cam9" / "b9.mxf", b"b9" * 1000)  # ingest-b's own run leaves it (its pattern is b1*)
-    # One run per host: two sweeps of one source at once would keep one of them out (it ends Failed, by design).
     marker = tmp_path / "owned"
     hostile = {**HOSTILE, "command": f"touch {marker}"}
 
-    # As the README says: the pool once, with the template; then each host deploys and starts its worker.
     # As the README says: the pool once, with the template; then each host its block, its deployments, its worker.
     finished([*PREFECT, "work-pool", "create", POOL, "--type", "process", "--base-job-template", str(TEMPLATE)], env)
     with temporary_settings({PREFECT_API_URL: api}):
@@ -210,6 +208,7 @@ def test_each_hosts_runs_go_to_its_own_worker_and_a_run_cannot_change_the_job(
             with pytest.raises(PrefectHTTPStatusError, match="422") as refused:
                 client.create_flow_run_from_deployment(deployment["ingest-a"].id, job_variables=variables)
             assert "Additional properties are not allowed" in str(refused.value)
+        # One run per host: two sweeps of one source at once would keep one of them out (it ends Failed, by design).
         runs = {
             # Where it does not (a flow run created directly), the run carries them to ingest-a's worker.
             create_run(api, deployment["ingest-a"], {}, hostile): "ingest-a",
