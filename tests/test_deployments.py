@@ -77,10 +77,19 @@ def test_service_files_only_use_real_settings_and_the_declared_pool() -> None:
     unit = (ROOT / "deployments" / "systemd" / "fta.service").read_text()
     used |= set(re.findall(r"\b(FTA_[A-Z_]+)=", dockerfile + unit))
     assert used and used <= known  # an unknown FTA_ key would stop the agent at start (exit 2)
-    pool = yaml.safe_load((ROOT / "prefect.yaml").read_text())["definitions"]["work_pool"]["name"]
+    pool = yaml.safe_load((ROOT / "prefect.yaml").read_text())["definitions"]["work_pool"]
     worker = next(doc for doc in manifests if doc["kind"] == "Deployment")
-    command = worker["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[command.index("--pool") + 1] == pool
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[command.index("--pool") + 1] == pool["name"]
+    # the worker takes its own host's queue only, named after its agent as `prefect deploy` names it, and never
+    # creates the pool (a pool it made would have Prefect's open template, not deployments/process-pool.json)
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert {key for key in env if key.startswith(ENV_PREFIX)} <= known
+    agent = env["FTA_AGENT_NAME"]
+    assert pool["work_queue_name"] == YAML_AGENT
+    assert command[command.index("--work-queue") + 1] == agent
+    assert "--no-create-pool-if-not-found" in command
     assert re.search(r"^ExecStart=\S+/fta up$", unit, re.M)
     assert re.search(r"^HEALTHCHECK .*fta health", dockerfile, re.M | re.S)
 
