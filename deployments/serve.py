@@ -71,13 +71,29 @@ def ensure_config_block(settings: Settings, name: str) -> bool:
     else:
         log.info("using the TransferConfig block %r (edit it to change the configuration)", name)
     if block is None:
-        TransferConfig.from_settings(settings).save(name)
+        _save_new(TransferConfig.from_settings(settings), name)
         log.info("saved the settings as the TransferConfig block %r", name)
         return True
     if getattr(block, "agent_name", None) != settings.agent_name:
         block.agent_name = settings.agent_name  # type: ignore[attr-defined]  # a field made at run time
         block.save(name, overwrite=True)
     return False
+
+
+def _save_new(block: TransferConfig, name: str) -> None:
+    """Save a new block, once more when another agent registered its type or schema at the same moment.
+
+    Saving registers the block's type and schema first: read, and created when missing. The agents of a site that
+    start together on a new server (after a power cut) all find them missing; the second to create one gets a
+    conflict (409) for what now exists, and ``fta up`` ended there. A second save finds both and saves the block.
+    """
+    from prefect.exceptions import ObjectAlreadyExists
+
+    try:
+        block.save(name)
+    except ObjectAlreadyExists:
+        log.info("the TransferConfig block type was registered by another agent meanwhile; saving again")
+        block.save(name)
 
 
 def _take_over_legacy(name: str) -> TransferConfig | None:

@@ -30,9 +30,9 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import DeploymentStatus, StateType
 from prefect.client.schemas.sorting import ArtifactCollectionSort, ArtifactSort, DeploymentSort
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from fta.health import Observed, WriteProbe
@@ -109,7 +109,14 @@ def age_seconds(moment: datetime | None, now: datetime | None = None) -> float |
 
 
 def watch_is_running(agent: str) -> bool:
-    """Is a ``watch-folder`` flow run of ``agent`` (its tag) in the Running state?"""
+    """Is a ``watch-folder`` flow run of ``agent`` (its tag) Running, and alive?
+
+    A run stays Running in the API for good when its machine dies or its agent is killed (``kill -9``): nobody is
+    left to report its end. A served run (``fta up``) lives as long as what serves it, whose runner polls its
+    deployments every few seconds; the server marks a deployment NOT_READY once it has not been polled for a while
+    (``PREFECT_SERVER_SERVICES_FOREMAN_DEPLOYMENT_LAST_POLLED_TIMEOUT_SECONDS``, 60 s): its runs are then dead.
+    A run without a deployment (``fta watch``) is taken at its state's word.
+    """
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[WATCH_FLOW_NAME])),
@@ -117,9 +124,18 @@ def watch_is_running(agent: str) -> bool:
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
                 tags=FlowRunFilterTags(all_=[agent_tag(agent)]),
             ),
-            limit=1,
+            limit=5,
         )
-    return bool(runs)
+        return any(run.deployment_id is None or _served(client, run.deployment_id) for run in runs)
+
+
+def _served(client: Any, deployment_id: uuid.UUID) -> bool:
+    """Is the deployment still polled by its runner (not NOT_READY)? A deployment gone serves nothing."""
+    try:
+        deployment = client.read_deployment(deployment_id)
+    except ObjectNotFound:
+        return False
+    return bool(deployment.status != DeploymentStatus.NOT_READY)
 
 
 def probe_write(timeout: float = PROBE_TIMEOUT_SECONDS, clock: Callable[[], float] = time.monotonic) -> WriteProbe:
