@@ -29,6 +29,7 @@ from fta.settings import Settings, agent_tag
 log = logging.getLogger("fta.alerts")
 
 LEGACY_PREFIX = "fta: "  # the automations' names before agents had names of their own
+ALERT_NAMES = ("copy failed", "destination unavailable", "storage low", "watch run crashed")  # after the prefix
 
 
 def webhook_block(agent: str) -> str:

@@ -7,6 +7,7 @@
     fta status | files | storage [--json]     what the agent published in the Prefect API
     fta health [-w GB -c GB]                  Nagios plugin
     fta agents [--json] [-w GB -c GB]         every agent of the server, each judged as fta health; the worst
+    fta retire --agent NAME                   remove a retired host's deployments, alerts, block and artifacts
     fta server [--database-url URL --host H --port P]   the site's central Prefect server on PostgreSQL
     fta simulate PATH --size 50MB --seconds 10 [--pause-at 40% --pause-seconds 5] [--count N]
 
@@ -139,6 +140,14 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
         return 3
 
 
+def _retire(args: argparse.Namespace, out: TextIO) -> int:
+    """Remove what a host that is gone for good kept on the server (never another agent's)."""
+    _prefect_environment()
+    from deployments.retire import retire
+
+    return retire(args.agent, out, args.data_path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fta", description="File Transfer Agent")
     parser.add_argument("--version", action="version", version=f"fta {__version__}")
@@ -173,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_client_options(nagios)
         add_own_options(nagios)
         nagios.set_defaults(handler=_operator)
+
+    gone = commands.add_parser("retire", help="remove a host that is gone for good from the server (stop it first)")
+    gone.add_argument("--agent", required=True, metavar="NAME", help="the agent to remove (no default)")
+    add_client_options(gone)
+    gone.set_defaults(handler=_retire)
 
     central = commands.add_parser("server", help="the site's central Prefect server on PostgreSQL, until stopped")
     add_server_options(central)

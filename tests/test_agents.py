@@ -7,13 +7,16 @@ each keeping its own: tests/test_site.py.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
+import yaml
 
 from fta.errors import ConfigError
 from fta.settings import default_agent_name, load_settings
@@ -125,3 +128,100 @@ def test_the_block_default_of_a_one_host_install_is_taken_over_once(
     assert load_settings(theirs.settings_values(), env_file=None) == other
     assert ensure_config_block(mine, "ingest-01") is False  # kept as it is
     assert cast(TransferConfig, TransferConfig.load("ingest-01")).max_retry_attempts == 7  # type: ignore[attr-defined]
+
+
+def _kept_on_server(agent: str) -> dict[str, Any]:
+    """What the server keeps of ``agent``: deployments, automations, blocks, artifact versions (by name)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.exceptions import ObjectNotFound
+
+    from deployments.alerts import ALERT_NAMES, prefix, webhook_block
+    from deployments.retire import WORK_POOL
+    from flows.api_state import CONFIG_BLOCK_TYPE, health_key, status_key, storage_key
+
+    kept: dict[str, Any] = {}
+    with get_client(sync_client=True) as client:
+        for flow in ("watch-folder", "transfer-once", "storage-report"):
+            with contextlib.suppress(ObjectNotFound):
+                kept[f"{flow}/{agent}"] = client.read_deployment_by_name(f"{flow}/{agent}").id
+        for name in ALERT_NAMES:
+            kept[prefix(agent) + name] = sorted(
+                str(a.id) for a in client.read_automations_by_name(prefix(agent) + name)
+            )
+        for slug, name in ((CONFIG_BLOCK_TYPE, agent), ("webhook", webhook_block(agent))):
+            with contextlib.suppress(ObjectNotFound):
+                kept[f"{slug}/{name}"] = client.read_block_document_by_name(name, block_type_slug=slug).id
+        with contextlib.suppress(ObjectNotFound):
+            kept[f"queue {agent}"] = client.read_work_queue_by_name(name=agent, work_pool_name=WORK_POOL).id
+        for key in (status_key(agent), storage_key(agent), health_key(agent)):
+            filtered = ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            kept[key] = len(client.read_artifacts(artifact_filter=filtered, limit=200))
+    return {name: value for name, value in kept.items() if value}
+
+
+@pytest.mark.e2e
+def test_fta_retire_removes_that_agents_things_only_and_refuses_a_running_one(
+    prefect_server: None, source: Path, destination: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate, WorkPoolCreate
+    from prefect.states import Running
+
+    from deployments.alerts import ALERT_NAMES, definitions, ensure_alerts
+    from deployments.cli import main
+    from deployments.retire import WORK_POOL
+    from deployments.serve import build_deployments, ensure_config_block
+    from flows.api_state import health_key, known_agents, status_key, storage_key
+    from flows.watch_folder import watch_folder
+    from fta.settings import agent_tag
+
+    def install(agent: str) -> None:
+        hook = {"alert_webhook_url": "http://127.0.0.1:9/hook", "agent_name": agent}
+        settings = load_settings(fast_config(source, destination, **hook), env_file=None)
+        assert set(definitions(settings)) == set(ALERT_NAMES)  # retire knows every alert's name
+        ensure_config_block(settings, agent)
+        ensure_alerts(settings)
+        for deployment in build_deployments(agent):
+            deployment.apply()
+        with get_client(
+            sync_client=True
+        ) as client:  # the worker path's queue (prefect.yaml), as prefect deploy makes it
+            client.create_work_queue(name=agent, work_pool_name=WORK_POOL)
+        for key in (status_key(agent), storage_key(agent), health_key(agent)):
+            for version in range(3):
+                with get_client(sync_client=True) as client:
+                    client.create_artifact(ArtifactCreate(key=key, type="table", data=[{"version": version}]))
+
+    pool = yaml.safe_load((Path(__file__).parents[1] / "prefect.yaml").read_text())["definitions"]["work_pool"]
+    assert pool["name"] == WORK_POOL
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
+    install("old-host")
+    install("keep-host")
+    kept = _kept_on_server("keep-host")
+    assert len(_kept_on_server("old-host")) == len(kept) == 3 + 4 + 2 + 1 + 3
+    with get_client(sync_client=True) as client:  # a watch run left Running by old-host when its machine died
+        deployment = client.read_deployment_by_name("watch-folder/old-host")
+        dead = client.create_flow_run_from_deployment(deployment.id)
+        client.set_flow_run_state(dead.id, Running(), force=True)
+
+    out = io.StringIO()
+    assert main(["retire", "--agent", "old-host"], out=out) == 0, capsys.readouterr().err
+    assert _kept_on_server("old-host") == {}
+    assert _kept_on_server("keep-host") == kept
+    assert "deployment watch-folder/old-host" in out.getvalue() and "now Crashed" in out.getvalue()
+    with get_client(sync_client=True) as client:
+        closed = client.read_flow_run(dead.id).state
+    assert closed is not None and closed.is_crashed() and closed.message == "the agent was retired"
+    assert "old-host" not in known_agents(50)[0] and "keep-host" in known_agents(50)[0]
+
+    assert main(["retire", "--agent", "old-host"], out=io.StringIO()) == 2
+    assert "knows no agent old-host" in capsys.readouterr().err
+    with get_client(sync_client=True) as client:  # keep-host's watch runs (here: fta watch, no deployment)
+        client.create_flow_run(watch_folder, tags=[agent_tag("keep-host")], state=Running())
+    assert main(["retire", "--agent", "keep-host"], out=io.StringIO()) == 2
+    assert "its watch is running" in capsys.readouterr().err
+    assert _kept_on_server("keep-host") == kept
+    assert main(["retire", "--agent", "Keep_Host"], out=io.StringIO()) == 2
+    assert "not an agent name" in capsys.readouterr().err
