@@ -80,7 +80,7 @@ from deployments.local_server import basic_auth, status_with
 from fta.copier import hash_file
 from fta.credential import CREDENTIAL_FILE
 from fta.probe import PROBE_PREFIX
-from fta.procstat import ProcStat, alive, all_processes
+from fta.procstat import ProcStat, all_processes
 from tests.postgres import PostgresCluster, why_not_usable
 
 STABLE_SECONDS = 0.2
@@ -97,7 +97,13 @@ IDLE_WINDOW = 3.0
 IDLE_WINDOWS = 5
 STOP_TIMEOUT = 120.0
 QUICK_FILES, QUICK_RUNS = 100, 1
-SCENARIOS = {"sqlite": "1 agent, fta up's own server (SQLite)", "postgres": "2 agents, fta server on PostgreSQL"}
+SCENARIOS = {
+    "sqlite": "1 agent, fta up's own server (SQLite)",
+    "postgres": "2 agents, fta server on PostgreSQL",
+    "postgres-1": "1 agent, fta server on PostgreSQL",  # not run by default: the database alone, without a 2nd agent
+}
+DEFAULT_SCENARIOS = "sqlite,postgres"
+AGENTS = {"sqlite": 1, "postgres": 2, "postgres-1": 1}
 
 
 # -- processes and their CPU ---------------------------------------------------------------------------------------
@@ -177,26 +183,35 @@ class Agent:
                 cwd=self.base,
             )
 
+    def wait_started(self) -> None:
+        """Until ``fta up`` says it started its watch run: its block, alerts and deployments are on the server.
+
+        Two agents that register on a fresh server at the same moment can both try to create the TransferConfig
+        block type; Prefect reads, then creates, and the later one fails to start (ObjectAlreadyExists).
+        """
+        deadline = time.monotonic() + START_TIMEOUT
+        while "fta.up - watch run " not in self.output.read_text(errors="replace"):
+            if not self.alive() or time.monotonic() > deadline:
+                raise SystemExit(f"{self.name}: fta up did not start its watch run (see {self.output})")
+            time.sleep(0.5)
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
-        """SIGTERM (as systemd stops it), then whatever of its tree is left is killed: nothing outlives the run."""
-        if self.process is None:
+        """SIGTERM (as systemd stops it); after STOP_TIMEOUT its whole tree is killed: nothing outlives the run."""
+        if self.process is None or self.process.poll() is not None:
             return
-        left = descendants(self.pid, all_processes()) - {self.pid}
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"note: {self.name} did not stop within {STOP_TIMEOUT:g} s; killed")
-                self.process.kill()
-                self.process.wait()
-        for pid in left:  # its local server runs in a session of its own: after a kill it would stay
-            if alive(pid):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"note: {self.name} did not stop within {STOP_TIMEOUT:g} s of SIGTERM; killed with its processes")
+            tree = descendants(self.pid, all_processes())  # its server runs in a session of its own
+            for pid in tree:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            self.process.wait()
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -256,11 +271,13 @@ def local_server_of(agent: Agent, timeout: float) -> int:
 
 @contextmanager
 def sqlite_site(workdir: Path, destination: Path) -> Iterator[Site]:
+    shutil.rmtree(workdir / "sqlite", ignore_errors=True)  # a fresh database every invocation
     agent = Agent("solo", workdir / "sqlite" / "solo", destination / "solo")
     port = free_port()
     try:
         agent.start(clean_env(), port)
         server = local_server_of(agent, START_TIMEOUT)
+        agent.wait_started()
         api_url = f"http://127.0.0.1:{port}/api"
         credential = wait_for_file(agent.data / CREDENTIAL_FILE, agent).read_text().strip()
         log = LogWatch(agent.data / "prefect" / "server.log", SERVER_WARNINGS)
@@ -279,14 +296,15 @@ def wait_for_file(path: Path, agent: Agent) -> Path:
 
 
 @contextmanager
-def postgres_site(workdir: Path, destination: Path, agents: int) -> Iterator[Site]:
+def postgres_site(key: str, workdir: Path, destination: Path) -> Iterator[Site]:
     reason = why_not_usable()
     if reason is not None:
         raise SystemExit(f"postgres: {reason}")
     cluster = PostgresCluster()
-    folder = workdir / "postgres"
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"site-{chr(ord('a') + number)}" for number in range(agents)]
+    folder = workdir / key
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    names = [f"site-{chr(ord('a') + number)}" for number in range(AGENTS[key])]
     members = [Agent(name, folder / name, destination / name) for name in names]
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -307,10 +325,9 @@ def postgres_site(workdir: Path, destination: Path, agents: int) -> Iterator[Sit
         remote = clean_env(PREFECT_API_URL=api_url, PREFECT_API_AUTH_STRING=credential)
         for member in members:  # one after the other, as hosts join a site
             member.start(remote, free_port())
+            member.wait_started()
         postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
-        yield Site(
-            "postgres", members, api_url, credential, LogWatch(log_path, SERVER_WARNINGS), server.pid, postmaster
-        )
+        yield Site(key, members, api_url, credential, LogWatch(log_path, SERVER_WARNINGS), server.pid, postmaster)
     finally:
         for member in members:
             member.stop()
@@ -561,7 +578,7 @@ def lag_text(value: float | None) -> str:
     return "NOT all" if value is None else f"{value:.1f} s"
 
 
-def print_table(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+def print_table(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     print(
         f"\n{'scenario':<40} {'files':>6} {'median s':>9} {'files/s':>8} {'vs SQLite':>9}  {'lag med/max':>13}"
         f" {'dropped':>7}  CPU ms/file: server / postgres / agents"
@@ -569,14 +586,15 @@ def print_table(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     base = results.get("sqlite", {}).get("files_per_s")
     ratios = {}
     for key, doc in results.items():
-        ratio = doc["files_per_s"] / base if base else float("nan")
+        ratio = doc["files_per_s"] / base if base else None
         ratios[key] = ratio
+        shown = f"{ratio:8.2f}x" if ratio is not None else f"{'-':>9}"
         cpu = doc["cpu_ms_per_file"]
         lag = f"{lag_text(doc['lag_median_seconds'])}/{lag_text(doc['lag_max_seconds'])}"
-        database = f"{cpu['database']:.1f}" if key == "postgres" else "-"
+        database = f"{cpu['database']:.1f}" if key != "sqlite" else "-"
         print(
             f"{doc['title']:<40} {doc['files']:>6} {doc['median_seconds']:9.2f} {doc['files_per_s']:8.1f}"
-            f" {ratio:8.2f}x  {lag:>13} {sum(doc['dropped']):>7}  {cpu['server']:.1f} / {database} /"
+            f" {shown}  {lag:>13} {sum(doc['dropped']):>7}  {cpu['server']:.1f} / {database} /"
             f" {cpu['agents']:.1f}"
         )
     print(
@@ -595,7 +613,7 @@ def print_warnings(results: dict[str, dict[str, Any]]) -> None:
         )
 
 
-def write_json(path: Path, args: argparse.Namespace, results: dict[str, Any], ratios: dict[str, float]) -> None:
+def write_json(path: Path, args: argparse.Namespace, results: dict[str, Any], ratios: dict[str, float | None]) -> None:
     report = {
         "machine": {"nproc": os.cpu_count(), "loadavg_end": os.getloadavg()},
         "files_per_agent": args.files,
@@ -605,7 +623,7 @@ def write_json(path: Path, args: argparse.Namespace, results: dict[str, Any], ra
         "stable_seconds": STABLE_SECONDS,
         "polling_seconds": POLLING_SECONDS,
         "scenarios": results,
-        "postgres_vs_sqlite_files_per_s": ratios.get("postgres"),
+        "vs_sqlite_files_per_s": {key: ratio for key, ratio in ratios.items() if key != "sqlite"},
     }
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"json: {path}")
@@ -623,7 +641,7 @@ def run_both(args: argparse.Namespace, workdir: Path, load: Load, destination: P
             if key == "sqlite":
                 site = stack.enter_context(sqlite_site(workdir, destination))
             else:
-                site = stack.enter_context(postgres_site(workdir, destination, 2))
+                site = stack.enter_context(postgres_site(key, workdir, destination))
             results[key] = run_scenario(key, site, load, args.runs, not args.keep_caches)
     return results
 
@@ -636,7 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="timed runs per scenario (default 3)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_FILES} files, {QUICK_RUNS} run: a smoke check")
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help="comma-separated, in this order (default: sqlite,postgres)"
+        "--scenarios",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated, run in this order, of {', '.join(SCENARIOS)} (default: {DEFAULT_SCENARIOS})",
     )
     parser.add_argument("--keep-caches", action="store_true", help="do not drop the page cache before the runs")
     parser.add_argument("--workdir", type=Path, default=None, help="where the files go (default: a temp folder)")
