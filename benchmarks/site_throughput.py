@@ -88,7 +88,7 @@ POLLING_SECONDS = 0.1
 RECORD_TIMEOUT = 60.0  # after this the task runs not yet recorded Completed count as dropped
 LOOK_INTERVAL = 0.01  # seconds between two looks at the sources and destinations during a timed run
 API_POLL = 0.1
-MOVE_TIMEOUT = 600.0
+MOVE_TIMEOUT = 1800.0
 START_TIMEOUT = 300.0  # a server's first start runs every migration; an agent's watch run waits for its runner
 SETTLE_INTERVAL = 0.5
 SETTLE_MARGIN = 0.1  # share of one core above the idle site's that still counts as idle
@@ -236,17 +236,22 @@ class Site:
     postmaster: int | None = None
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far: server, database (PostgreSQL), agents; from one snapshot of ``/proc``."""
+        """CPU seconds so far: server, database (PostgreSQL), agents, and of the agents' the ``fta up`` processes'
+        own (the runner, which also relays its flow runs' output), without their flow runs; one look at ``/proc``."""
         processes = all_processes()
         server = descendants(self.server_root, processes)
+        tick = os.sysconf("SC_CLK_TCK")
         return {
             "server": cpu_of([self.server_root], processes, set()),
             "database": cpu_of([self.postmaster], processes, set()) if self.postmaster else 0.0,
             "agents": cpu_of([agent.pid for agent in self.agents], processes, exclude=server),
+            "runners": sum(processes[a.pid].utime + processes[a.pid].stime for a in self.agents if a.pid in processes)
+            / tick,
         }
 
     def busy(self) -> float:
-        return sum(self.cpu().values())
+        cpu = self.cpu()
+        return cpu["server"] + cpu["database"] + cpu["agents"]  # the runners are part of the agents
 
 
 def api_ready(api_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -376,6 +381,7 @@ class Run:
     lag: float | None  # -> every task run recorded Completed; None: not within RECORD_TIMEOUT
     recorded: int
     cpu: dict[str, float]  # server, database, agents: first rename -> recorded
+    window: float  # seconds from the first rename until recorded: what the CPU figures cover
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -433,10 +439,11 @@ def timed_run(site: Site, load: Load, tag: str, quiet: float, drop: bool) -> tup
         time.sleep(LOOK_INTERVAL)
     emptied = time.perf_counter()
     lag, recorded = wait_recorded(site, f"copy {tag}f", files, emptied)
-    after = site.cpu()
+    after, window = site.cpu(), time.perf_counter() - started
     check(site, load.expected(tag))
     cpu = {key: after[key] - before[key] for key in before}
-    return Run(files, emptied - started, lag, recorded, cpu, site.server_log.new_matches()), dropped_caches
+    run = Run(files, emptied - started, lag, recorded, cpu, window, site.server_log.new_matches())
+    return run, dropped_caches
 
 
 def wait_recorded(site: Site, name_like: str, expected: int, since: float) -> tuple[float | None, int]:
@@ -478,7 +485,7 @@ def settle(site: Site, quiet: float) -> None:
         last = now
 
 
-def warm_up(site: Site) -> float:
+def warm_up(site: Site) -> dict[str, float]:
     """Untimed: three tiny files per agent until moved and recorded (the watch runs have started). The idle site's
     share of one core afterwards, plus the margin, is what settling waits for."""
     started = time.perf_counter()
@@ -499,26 +506,29 @@ def warm_up(site: Site) -> float:
     for agent in site.agents:
         clear_folder(agent.source)
         clear_folder(agent.destination)
-    idle = idle_share(site)
-    print(f"  idle: the site uses {idle:.1%} of one core (watch runs scanning, server services); runs wait for that")
-    return idle + SETTLE_MARGIN
+    idle = idle_shares(site)
+    shares = ", ".join(f"{name} {share:.1%}" for name, share in idle.items() if name != "database" or site.postmaster)
+    total = idle["server"] + idle["database"] + idle["agents"]
+    print(f"  idle: {total:.1%} of one core ({shares}); runs start once the site is that quiet")
+    return idle
 
 
-def idle_share(site: Site) -> float:
-    """The share of one core the idle site uses: the quietest of a few windows (a storage report, which starts a
-    flow-run process every minute, or the servers' start-up still running would lift one window, not all)."""
-    shares = []
-    last = site.busy()
+def idle_shares(site: Site) -> dict[str, float]:
+    """The shares of one core the idle site uses (watch runs scanning, the servers' services), by part: the quietest
+    of a few windows (a storage report, a flow-run process every minute, or a start still settling lifts one)."""
+    windows = []
+    last = site.cpu()
     for _ in range(IDLE_WINDOWS):
         time.sleep(IDLE_WINDOW)
-        now = site.busy()
-        shares.append((now - last) / IDLE_WINDOW)
+        now = site.cpu()
+        windows.append({name: (now[name] - last[name]) / IDLE_WINDOW for name in now})
         last = now
-    return min(shares)
+    return min(windows, key=lambda shares: shares["server"] + shares["database"] + shares["agents"])
 
 
 def run_scenario(key: str, site: Site, load: Load, runs: int, drop: bool) -> dict[str, Any]:
-    quiet = warm_up(site)
+    idle = warm_up(site)
+    quiet = idle["server"] + idle["database"] + idle["agents"] + SETTLE_MARGIN
     outputs = [LogWatch(agent.output, CONSOLE_WARNINGS) for agent in site.agents]
     for output in outputs:
         output.new_matches()  # the start and the warm-up are not counted
@@ -529,7 +539,10 @@ def run_scenario(key: str, site: Site, load: Load, runs: int, drop: bool) -> dic
         done.append(run)
         dropped_caches.append(dropped)
         lag = f"recorded +{run.lag:.2f} s" if run.lag is not None else f"NOT all recorded in {RECORD_TIMEOUT:g} s"
-        cpu = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.cpu.items() if seconds or name != "database")
+        used = run.cpu
+        database = f", PostgreSQL {used['database']:.1f} s" if site.postmaster else ""
+        agents = f"agents {used['agents']:.1f} s (fta up itself {used['runners']:.1f} s)"
+        cpu = f"server {used['server']:.1f} s{database}, {agents}"
         print(
             f"  run {number + 1}: {run.files} files in {run.seconds:.2f} s = {run.rate:.1f} files/s, {lag}"
             f" ({run.recorded}/{run.files}); CPU {cpu}",
@@ -542,16 +555,22 @@ def run_scenario(key: str, site: Site, load: Load, runs: int, drop: bool) -> dic
     ]
     for line in warnings[:5]:
         print(f"    agent output: {line}")
-    return summary(key, site, done, all(dropped_caches), warnings)
+    return summary(key, site, done, idle, all(dropped_caches), warnings)
 
 
 # -- the report ----------------------------------------------------------------------------------------------------
 
 
-def summary(key: str, site: Site, runs: list[Run], caches_dropped: bool, warnings: list[str]) -> dict[str, Any]:
+def summary(
+    key: str, site: Site, runs: list[Run], idle: dict[str, float], caches_dropped: bool, warnings: list[str]
+) -> dict[str, Any]:
     files = runs[0].files
     lags = [run.lag if run.lag is not None else float("inf") for run in runs]
     median_cpu = {name: statistics.median(run.cpu[name] for run in runs) for name in runs[0].cpu}
+    # What the files cost beyond the idle site over the same window (the idle share measured after the warm-up).
+    above_idle = {
+        name: statistics.median(run.cpu[name] - idle[name] * run.window for run in runs) for name in runs[0].cpu
+    }
     return {
         "title": SCENARIOS[key],
         "agents": [agent.name for agent in site.agents],
@@ -564,6 +583,9 @@ def summary(key: str, site: Site, runs: list[Run], caches_dropped: bool, warning
         "lag_max_seconds": finite(max(lags)),
         "dropped": [run.dropped for run in runs],
         "cpu_ms_per_file": {name: 1000 * seconds / files for name, seconds in median_cpu.items()},
+        "cpu_ms_per_file_above_idle": {name: 1000 * seconds / files for name, seconds in above_idle.items()},
+        "idle_cores": idle,
+        "cpu_window_seconds": [run.window for run in runs],
         "server_log_warnings": sum(len(run.warnings) for run in runs),
         "agent_warnings": len(warnings),
         "caches_dropped": caches_dropped,
@@ -581,7 +603,7 @@ def lag_text(value: float | None) -> str:
 def print_table(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     print(
         f"\n{'scenario':<40} {'files':>6} {'median s':>9} {'files/s':>8} {'vs SQLite':>9}  {'lag med/max':>13}"
-        f" {'dropped':>7}  CPU ms/file: server / postgres / agents"
+        f" {'dropped':>7}  CPU ms/file server / postgres / agents: all, above idle"
     )
     base = results.get("sqlite", {}).get("files_per_s")
     ratios = {}
@@ -589,20 +611,24 @@ def print_table(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         ratio = doc["files_per_s"] / base if base else None
         ratios[key] = ratio
         shown = f"{ratio:8.2f}x" if ratio is not None else f"{'-':>9}"
-        cpu = doc["cpu_ms_per_file"]
         lag = f"{lag_text(doc['lag_median_seconds'])}/{lag_text(doc['lag_max_seconds'])}"
-        database = f"{cpu['database']:.1f}" if key != "sqlite" else "-"
+        cpu = f"{cpu_text(key, doc['cpu_ms_per_file'])}, {cpu_text(key, doc['cpu_ms_per_file_above_idle'])}"
         print(
             f"{doc['title']:<40} {doc['files']:>6} {doc['median_seconds']:9.2f} {doc['files_per_s']:8.1f}"
-            f" {shown}  {lag:>13} {sum(doc['dropped']):>7}  {cpu['server']:.1f} / {database} /"
-            f" {cpu['agents']:.1f}"
+            f" {shown}  {lag:>13} {sum(doc['dropped']):>7}  {cpu}"
         )
     print(
         "\nnote: files/s counts every agent's files (the site moves twice as many); 'vs SQLite' is that against the"
         " single agent with its own SQLite server, measured in this invocation. Lag: from the last copy to the last"
-        " task run recorded Completed. CPU per file: medians over the runs, from the first rename until recorded."
+        " task run recorded Completed. CPU per file: medians over the runs, from the first rename until recorded;"
+        " 'above idle' less what the idle site (watch runs scanning, server services) uses over the same time."
     )
     return ratios
+
+
+def cpu_text(key: str, cpu: dict[str, float]) -> str:
+    database = f"{cpu['database']:.1f}" if key != "sqlite" else "-"
+    return f"{cpu['server']:.1f} / {database} / {cpu['agents']:.1f}"
 
 
 def print_warnings(results: dict[str, dict[str, Any]]) -> None:
