@@ -3,7 +3,7 @@
 Run as root (the PostgreSQL cluster runs as the ``postgres`` user, the destination is a tmpfs, caches are dropped)::
 
     python benchmarks/site_throughput.py [--files 1000] [--size 64KiB] [--folders 4] [--runs 3] [--quick]
-        [--keep-caches] [--workdir DIR] [--json PATH]
+        [--scenarios sqlite,postgres[,postgres-1]] [--keep-caches] [--workdir DIR] [--json PATH]
 
 Every agent is a real ``fta up`` process, started the way a host runs it, each with its own ``--agent-name``,
 source, data path and destination folder (all destinations on one tmpfs, as several hosts write to one NAS), its
@@ -14,7 +14,9 @@ port, the other settings at their defaults (``max_concurrent_copies``, ``verify=
   ``deployments.local_server.LocalServer``), as on a single ingest host.
 - ``postgres``: a throwaway PostgreSQL cluster (``tests.postgres.PostgresCluster``: initdb and pg_ctl as
   ``postgres`` on a loopback port), ``fta server`` on it (the site's central server: the project's server settings,
-  basic auth), and TWO agents, ``fta up`` with ``PREFECT_API_URL`` and ``PREFECT_API_AUTH_STRING``.
+  basic auth), and TWO agents, ``fta up`` with ``PREFECT_API_URL`` and ``PREFECT_API_AUTH_STRING``, started one
+  after the other.
+- ``postgres-1`` (only when asked for): the same with ONE agent, the database without the second agent.
 
 The scenarios run one after the other (never at once: on a small machine they would measure each other), each
 with its own servers started before its runs and stopped after them. Each run: ``--files`` files of ``--size``
@@ -28,7 +30,8 @@ are Completed, until all are or 60 s have passed: the lag from the last copy to 
 files - the final count. The server logs are searched for "queue is full", "dropped" and "Error flushing".
 CPU seconds from the first rename until the records are complete, from ``/proc`` (each process with its reaped
 children): the server (``fta up``'s server child, or ``fta server`` and its children), PostgreSQL (the postmaster
-and its backends), the agents (each ``fta up`` and its flow-run processes, its own server excluded).
+and its backends), the agents (each ``fta up`` and its flow-run processes, its own server excluded); also less what
+the idle site uses over the same time (each part's idle share, measured once after the warm-up).
 
 No goal: the figures say what a site's server costs against the single host's. ``--json PATH`` writes them.
 """
