@@ -1,6 +1,6 @@
 """Every benchmark in one command, then one table of the agent next to its peers and the goals.
 
-    sudo python benchmarks/run_all.py [--quick] [--markdown BENCHMARKS.md] [--only copier,flow,scan,soak,latency]
+    sudo python benchmarks/run_all.py [--quick] [--markdown BENCHMARKS.md] [--only copier,flow,scan,soak,latency,site]
 
 Runs the scripts beside this one one after another (never two at once: on a small machine they would measure each
 other), each with ``--json`` into a temporary folder, keeps each script's own output in ``<folder>/<name>.txt`` and
@@ -32,6 +32,7 @@ FULL: dict[str, list[str]] = {
     "scan": ["scan_speed.py", "--files", "100000"],
     "soak": ["watch_soak.py", "--files", "10000", "--batch", "500"],
     "latency": ["detection_latency.py", "--files", "20"],
+    "site": ["site_throughput.py", "--files", "1000", "--runs", "3"],
 }
 QUICK: dict[str, list[str]] = {
     "copier": ["copier_throughput.py", "--size", "256MiB", "--runs", "3"],
@@ -39,6 +40,7 @@ QUICK: dict[str, list[str]] = {
     "scan": ["scan_speed.py", "--files", "20000", "--runs", "3"],
     "soak": ["watch_soak.py", "--files", "1000", "--batch", "250"],
     "latency": ["detection_latency.py", "--files", "6"],
+    "site": ["site_throughput.py", "--quick"],
 }
 
 
@@ -161,12 +163,41 @@ def latency_rows(doc: dict[str, Any]) -> Rows:
     return rows
 
 
+def site_rows(doc: dict[str, Any]) -> Rows:
+    rows: Rows = []
+    ratios = doc["vs_sqlite_files_per_s"]
+    for key, scenario in doc["scenarios"].items():
+        agent = (
+            f"{scenario['files_per_s']:.0f} files/s ({scenario['files']:,} files in {scenario['median_seconds']:.1f} s)"
+        )
+        if ratios.get(key) is not None:
+            agent += f"; {ratios[key]:.2f} x the single SQLite agent"
+        notes = (
+            f"recorded {seconds_or_never(scenario['lag_median_seconds'])}"
+            f" (max {seconds_or_never(scenario['lag_max_seconds'])}) after the last copy, dropped"
+            f" {sum(scenario['dropped'])}; CPU per file (above idle): {site_cpu(key, scenario)}"
+        )
+        rows.append((f"6. site: {scenario['title']}", agent, "", notes))
+    return rows
+
+
+def site_cpu(key: str, scenario: dict[str, Any]) -> str:
+    every, above = scenario["cpu_ms_per_file"], scenario["cpu_ms_per_file_above_idle"]
+    parts = [("server", "server"), ("database", "PostgreSQL"), ("agents", "agents")]
+    return ", ".join(
+        f"{label} {every[name]:.1f} ms ({above[name]:.1f})"
+        for name, label in parts
+        if name != "database" or key != "sqlite"
+    )
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], Rows]] = {
     "copier": copier_rows,
     "flow": flow_rows,
     "scan": scan_rows,
     "soak": soak_rows,
     "latency": latency_rows,
+    "site": site_rows,
 }
 
 
