@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TextIO
 
-from deployments.local_server import SERVER_DEFAULTS, StartError, port_is_free, status_with
+from deployments.local_server import LEASES_ON_DISK, SERVER_DEFAULTS, StartError, port_is_free, status_with
 from fta.credential import LOCAL_HOSTS
 
 DEFAULT_PORT = 4200  # Prefect's own: what PREFECT_API_URL examples and the UI assume
@@ -54,7 +54,8 @@ class CentralServer:
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         """The child's environment: ``base`` with the project's server settings (an operator's own values win)."""
-        env = {**base, **{name: base.get(name, value) for name, value in SERVER_DEFAULTS.items()}}
+        defaults = {**SERVER_DEFAULTS, **LEASES_ON_DISK}  # the site's shared limits outlive a server crash
+        env = {**base, **{name: base.get(name, value) for name, value in defaults.items()}}
         env |= {
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,

@@ -40,18 +40,20 @@ from fta.credential import USER, CredentialError, ensure_credential, private_fol
 # runs a day. With it, ended flow runs go 90 days after their end (PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD
 # in seconds to change that; ``...ENABLED=events`` keeps them all). The running watch run is never touched.
 #
-# A copy under a shared limit (``shared_limit_tag``) holds its slot through a lease; the slot count is in the
-# database, the leases in the server's memory by default. A server killed while a copy held the slot lost the lease
-# and the slot with it: the count stayed at the limit and no copy of any agent ever started again. Kept as files in
-# PREFECT_HOME, a lease outlives the server: released by its copy, or freed once it expires (60 s unrenewed).
 SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
-    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
 }
+# A copy under a shared limit (``shared_limit_tag``) holds its slot through a lease; the slot count is in the
+# database, the leases in the server's memory by default. A central server killed while a copy held the slot lost
+# the lease and the slot with it: the count stayed at the limit and no copy of any agent ever started again. Kept as
+# files in PREFECT_HOME, a lease outlives the server: released by its copy, or freed once it expires (60 s
+# unrenewed). Only ``fta server`` keeps them there: with the leases on disk, a full disk under ``fta up``'s own server
+# stopped every copy of the agent (tests/test_server_full.py), and a single host has no one to share a limit with.
+LEASES_ON_DISK = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
 LOCK_FILE = "fta-up.lock"
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*:")
 
@@ -167,7 +169,6 @@ class LocalServer:
         }
         if self.home is None:  # Prefect's own database: its own clean-up rules, as with Prefect's temporary server
             env.pop("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED")
-            env.pop("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE")  # it ends with its one run: no home to keep them in
         else:
             env["PREFECT_HOME"] = str(self.home)
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{self.home / 'prefect.db'}"

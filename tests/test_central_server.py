@@ -21,7 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from deployments.central_server import CentralServer, check, from_args, hide_password, is_loopback, run
-from deployments.local_server import SERVER_DEFAULTS, StartError, port_is_free
+from deployments.local_server import LEASES_ON_DISK, SERVER_DEFAULTS, StartError, port_is_free
 from fta.procstat import alive, child_pids
 from tests import postgres as cluster_module
 from tests.postgres import DATABASE, ROLE, PostgresCluster, why_not_usable
@@ -44,8 +44,9 @@ def test_the_server_environment_carries_the_project_settings_and_operator_values
     server = CentralServer("postgresql+asyncpg://u:p@127.0.0.1:5432/db", "127.0.0.1", 4300, AUTH)
     base = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50", "PREFECT_API_URL": "http://elsewhere/api"}
     env = server.environment(base)
-    for name, value in SERVER_DEFAULTS.items():
+    for name, value in {**SERVER_DEFAULTS, **LEASES_ON_DISK}.items():
         assert env[name] == base.get(name, value)
+    assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"].endswith(".filesystem")  # a crash keeps no slot taken
     assert env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "50"
     assert env["PREFECT_API_DATABASE_CONNECTION_URL"] == server.database_url
     assert env["PREFECT_SERVER_API_AUTH_STRING"] == AUTH
