@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from fta.settings import AGENT_NAME_FORM, agent_tag
+from fta.settings import AGENT_NAME_FORM
 
 DEPLOYMENTS = ("watch-folder", "transfer-once", "storage-report")
 ARTIFACT_ROUNDS = 20  # pages of versions deleted per artifact key at most (each key keeps at most 100 versions)
@@ -167,29 +167,13 @@ def _delete_versions(client: Any, key: str) -> int:
 
 def _stale_watch_runs(client: Any, agent: str) -> list[str]:
     """Close the agent's watch runs still open (left by a host that died: its watch is not running)."""
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-        FlowRunFilterTags,
-    )
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
 
-    from flows.api_state import WATCH_FLOW_NAME
+    from flows.api_state import agent_watch_runs
 
-    open_runs = client.read_flow_runs(
-        flow_filter=FlowFilter(name=FlowFilterName(any_=[WATCH_FLOW_NAME])),
-        flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED])
-            ),
-            tags=FlowRunFilterTags(all_=[agent_tag(agent)]),
-        ),
-        limit=PAGE,
-    )
+    open_states = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED]
+    open_runs = agent_watch_runs(client, agent, open_states, limit=PAGE)
     for run in open_runs:
         client.set_flow_run_state(run.id, Crashed(message="the agent was retired"), force=True)
     return [f"open watch run {run.name} (now Crashed)" for run in open_runs]

@@ -118,15 +118,22 @@ def watch_is_running(agent: str) -> bool:
     A run without a deployment (``fta watch``) is taken at its state's word.
     """
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
+        runs = agent_watch_runs(client, agent, [StateType.RUNNING], limit=5)
+        return any(run.deployment_id is None or _served(client, run.deployment_id) for run in runs)
+
+
+def agent_watch_runs(client: Any, agent: str, states: list[StateType], limit: int) -> list[Any]:
+    """``agent``'s ``watch-folder`` flow runs (its tag) in one of ``states``, at most ``limit``."""
+    return list(
+        client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[WATCH_FLOW_NAME])),
             flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
                 tags=FlowRunFilterTags(all_=[agent_tag(agent)]),
             ),
-            limit=5,
+            limit=limit,
         )
-        return any(run.deployment_id is None or _served(client, run.deployment_id) for run in runs)
+    )
 
 
 def _served(client: Any, deployment_id: uuid.UUID) -> bool:
