@@ -44,6 +44,9 @@ def send_queued_records(timeout: float) -> None:
     Relies on ``APILogHandler.flush()`` and on ``EventsWorker.drain_all(timeout=...)``, a class method of the private
     ``_QueueServiceBase`` that stops the workers and waits for their queues to empty. Prefect itself drains them only
     at interpreter exit, when a temporary server the process started may be gone already.
+
+    It also stops both senders: the next record starts new ones, connected to the API URL of that moment. A sender
+    keeps the URL of its first record for its whole life (one per process, whatever ``PREFECT_API_URL`` says later).
     """
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogHandler

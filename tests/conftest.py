@@ -44,6 +44,19 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.chdir(workdir)
 
 
+@pytest.fixture(autouse=True)
+def _senders_on_the_current_server() -> None:
+    """Each test's events and logs go to the server of that test.
+
+    Prefect keeps one event sender and one log sender per process, connected to the API URL of their first record.
+    Without this, a test on another server than an earlier test of the same worker would send its task runs' states
+    to that earlier server, stopped by then: about a minute lost per event, and task runs never recorded.
+    """
+    from flows.prefect_internals import send_queued_records
+
+    send_queued_records(timeout=5)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -107,6 +107,18 @@ def test_send_queued_records_delivers_them_before_it_returns() -> None:
     assert message in [log.message for log in logs], f"{what} did not send the log"
 
 
+def test_send_queued_records_ends_the_senders_so_the_next_ones_connect_anew() -> None:
+    from prefect.events.worker import EventsWorker
+
+    send_log("fta.contract-test")
+    send_event()
+    events, logs = EventsWorker.instance(), APILogWorker.instance()
+    prefect_internals.send_queued_records(timeout=30)
+    what = "flows.prefect_internals.send_queued_records: {} kept its sender (connected to the URL of its first record)"
+    assert EventsWorker.instance() is not events, what.format("EventsWorker.drain_all()")
+    assert APILogWorker.instance() is not logs, what.format("APILogHandler.flush()")
+
+
 # -- cancel_requested --------------------------------------------------------------------------------------------------
 
 
