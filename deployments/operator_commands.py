@@ -76,11 +76,10 @@ def add_agent_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _status_rows(agent: str | None) -> list[dict[str, Any]]:
-    from flows.api_state import read_table, status_key
+def _status_rows(agent: str | None) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+    from flows.api_state import read_status
 
-    rows, _ = read_table(status_key(agent or this_agent()))
-    return rows
+    return read_status(agent or this_agent())
 
 
 def _json(body: Any, out: TextIO) -> int:
@@ -89,7 +88,7 @@ def _json(body: Any, out: TextIO) -> int:
 
 
 def status(as_json: bool, out: TextIO, agent: str | None = None) -> int:
-    view = status_view(_status_rows(agent))
+    view = status_view(*_status_rows(agent))
     if as_json:
         return _json(view, out)
     print(f"pending ({view['pendingFilesCount']}): {', '.join(view['pendingFiles']) or '-'}", file=out)
@@ -111,13 +110,25 @@ def status(as_json: bool, out: TextIO, agent: str | None = None) -> int:
 
 
 def files(as_json: bool, out: TextIO, agent: str | None = None) -> int:
-    view = files_view(_status_rows(agent))
+    rows, counts = _status_rows(agent)
+    view = files_view(rows)
+    unlisted = _unlisted(rows, counts)
     if as_json:
-        return _json(view, out)
+        return _json(view | ({"counts": counts, "unlisted": unlisted} if counts is not None else {}), out)
     print(f"{'status':<10} {'progress':>8} {'size':>14}  file", file=out)
     for row in view["files"]:
         print(f"{row['status']:<10} {row['copy_progress']:>7.1f}% {row['file_size']:>14}  {row['file_path']}", file=out)
+    if unlisted:
+        print(f"... and {unlisted} more files waiting, not listed (the status lists the first by path)", file=out)
     return 0
+
+
+def _unlisted(rows: list[dict[str, Any]], counts: dict[str, int] | None) -> int:
+    """Files still to do that the status table counts but does not list (a backlog: it lists the first ones)."""
+    if counts is None:
+        return 0
+    todo = ("Discovered", "Ready", "InQueue", "Copying")
+    return max(0, sum(counts.get(name, 0) for name in todo) - sum(row.get("status") in todo for row in rows))
 
 
 def storage(as_json: bool, out: TextIO, agent: str | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,7 @@ from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from fta.health import Observed, WriteProbe
 from fta.settings import AGENT_NAME_FORM, agent_tag
+from fta.views import counts_from_text
 
 WATCH_FLOW_NAME = "watch-folder"
 PROBE_PREFIX = "fta-health-probe-"
@@ -63,18 +65,30 @@ def health_key(agent: str) -> str:
     return f"fta-health-{agent}"
 
 
+def read_status(agent: str) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+    """The rows of ``agent``'s status table and the counts of every file its description gives (None: none given,
+    a table from an older agent: its rows are all its files)."""
+    rows, _, description = _read_artifact(status_key(agent))
+    return rows, counts_from_text(description)
+
+
 def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:
     """Rows of the latest table artifact with ``key`` and when it was written (([], None) when there is none)."""
+    rows, written, _ = _read_artifact(key)
+    return rows, written
+
+
+def _read_artifact(key: str) -> tuple[list[dict[str, Any]], datetime | None, str | None]:
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.UPDATED_DESC, limit=1
         )
     if not found:
-        return [], None
+        return [], None, None
     artifact = found[0]
     data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     written = artifact.updated or artifact.created
-    return (list(data) if isinstance(data, list) else []), written
+    return (list(data) if isinstance(data, list) else []), written, artifact.description
 
 
 def prune_versions(key: str, keep: int | None = None, batch: int = 200) -> int:
@@ -201,13 +215,15 @@ def observe(
     if storage is None:
         rows, written = read_table(storage_key(agent))
         storage, report_age = (rows[0] if rows else None), age_seconds(written)
-    status_rows, _ = read_table(status_key(agent))
+    status_rows, counts = read_status(agent)
+    if counts is None:  # a table from an older agent: one row per file
+        counts = dict(Counter(str(row.get("status")) for row in status_rows))
     return Observed(
         storage=storage,
         report_age_seconds=report_age,
         watch_running=watch_is_running(agent),
-        pending=sum(row.get("status") in ("Discovered", "Ready", "InQueue", "Copying") for row in status_rows),
-        failed=sum(row.get("status") == "Failed" for row in status_rows),
+        pending=sum(counts.get(name, 0) for name in ("Discovered", "Ready", "InQueue", "Copying")),
+        failed=counts.get("Failed", 0),
         write_probe=probe_write() if probe else None,
     )
 

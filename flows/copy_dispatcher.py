@@ -129,7 +129,9 @@ class CopyDispatcher:
         """Queue ready files in ``pool`` up to twice the copy limit, unless the run history is behind (paced)."""
         board = self.runtime.board
         capacity = 2 * self.runtime.settings.max_concurrent_copies - len(self._futures)
-        ready = [rel for rel in board.ready_files() if rel not in self._futures]
+        # the first Ready files in path order, as many as may be queued (those still in flight are skipped)
+        first = board.ready_files(limit=max(1, capacity) + len(self._futures))
+        ready = [rel for rel in first if rel not in self._futures]
         self.paced = bool(ready) and capacity > 0 and self._unsent() > MAX_UNSENT
         if self.paced:  # the run history is behind: let Prefect's sender threads catch up first
             log.debug("copies paced: more than %d run-history records not yet sent", MAX_UNSENT)

@@ -41,7 +41,7 @@ class DestinationGuard:
         """True when copies may go on; holds while the destination is unavailable; False when stopped meanwhile."""
         runtime = self.runtime
         trouble = runtime.take_unavailable()
-        if trouble is None and not runtime.board.ready_files():
+        if trouble is None and not runtime.board.has_ready():
             return True
         if trouble is None and self._clock() - self._probed_ok_at < runtime.settings.polling_interval_seconds:
             return True  # checked recently; a copy that finds the destination gone says so itself

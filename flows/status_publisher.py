@@ -24,12 +24,14 @@ from prefect.context import FlowRunContext
 from flows.api_state import prune_versions, status_key
 from fta import metrics
 from fta.board import TransferBoard
+from fta.views import status_description
 
 log = logging.getLogger("fta.loop")
 
 Publish = Callable[[list[dict[str, Any]], str], None]
 PRUNE_EVERY = 100  # status publications between two prunings of its old versions (the first one prunes too)
 PUBLISH_GAP_SECONDS = 1.0
+WAITING_ROWS = 100  # files waiting (not yet copying) listed in the table; the counts in its description cover all
 
 
 class StatusPublisher:
@@ -118,8 +120,7 @@ class BoardStatus:
         self._version, self._at = version, now
         if FlowRunContext.get() is None:  # an artifact belongs to a flow run: outside one, the counts only
             return
-        description = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
-        self._publisher.offer(self._board.rows(), f"File Transfer Agent: {description}")
+        self._publisher.offer(self._board.rows(waiting=WAITING_ROWS), status_description(counts, WAITING_ROWS))
 
     def close(self) -> None:
         """The last table out (the final counts), waited for up to ten seconds."""

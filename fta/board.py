@@ -17,6 +17,8 @@ failures only.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import threading
 import time
 from collections import OrderedDict, deque
@@ -112,6 +114,10 @@ class TrackedFile:
 IN_FLIGHT = (FileStatus.IN_QUEUE, FileStatus.COPYING)
 
 
+def _path(tracked: TrackedFile) -> str:
+    return tracked.file_path
+
+
 class TransferBoard:
     """All files the agent knows of; methods are called from the flow thread and from copy threads."""
 
@@ -128,6 +134,11 @@ class TransferBoard:
         self._completed: deque[TrackedFile] = deque(maxlen=recent)
         self._recent = recent
         self.completed_total = 0
+        # The files that may be queued, in path order, kept as they change: a backlog of tens of thousands of Ready
+        # files is not sorted again at every wake. An entry can be stale (the file was queued, vanished or waits
+        # for room since); ``ready_files`` checks each one it hands out and drops the stale ones it meets.
+        self._line: list[str] = []
+        self._in_line: set[str] = set()
         self.version = 0  # bumps on every change, so the flow publishes the status only when it changed
 
     def _touch(self) -> None:
@@ -151,6 +162,7 @@ class TransferBoard:
                 changed = True
             for rel in [r for r, f in self._files.items() if f.status not in IN_FLIGHT and r not in self.tracker]:
                 del self._files[rel]  # vanished (also one that vanished while it was being copied)
+                self._leave_line(rel)
                 changed = True
             for rel in [*delta.discovered, *delta.changed]:
                 if not self._in_flight(rel):  # a running copy notices changes itself
@@ -161,6 +173,7 @@ class TransferBoard:
                 tracked = self._files.get(rel)
                 if tracked is not None and tracked.status == FileStatus.DISCOVERED:
                     tracked.status = FileStatus.READY
+                    self._join_line(rel)
                     ready.append(rel)
                     changed = True
             if changed:
@@ -181,10 +194,39 @@ class TransferBoard:
         del self._failed[rel]
         self._failed_recent.pop(rel, None)
 
-    def ready_files(self) -> list[str]:
-        """Files that are Ready and not yet queued, in path order (not those waiting for room)."""
+    def _queueable(self, rel: str) -> bool:
+        tracked = self._files.get(rel)
+        return tracked is not None and tracked.status == FileStatus.READY and tracked.room is None
+
+    def _join_line(self, rel: str) -> None:
+        """``rel`` may be queued now (it is Ready and waits for no room): in line, in path order."""
+        if rel not in self._in_line:
+            self._in_line.add(rel)
+            bisect.insort(self._line, rel)
+
+    def _leave_line(self, rel: str) -> None:
+        if rel in self._in_line:
+            self._in_line.discard(rel)
+            del self._line[bisect.bisect_left(self._line, rel)]
+
+    def ready_files(self, limit: int | None = None) -> list[str]:
+        """Files that are Ready and not yet queued, in path order (not those waiting for room); the first
+        ``limit`` of them when given."""
         with self._lock:
-            return sorted(rel for rel, f in self._files.items() if f.status == FileStatus.READY and f.room is None)
+            found: list[str] = []
+            index = 0
+            while index < len(self._line) and (limit is None or len(found) < limit):
+                rel = self._line[index]
+                if self._queueable(rel):
+                    found.append(rel)
+                    index += 1
+                else:  # queued, gone or waiting for room since it joined: out of line until it may be queued again
+                    del self._line[index]
+                    self._in_line.discard(rel)
+            return found
+
+    def has_ready(self) -> bool:
+        return bool(self.ready_files(limit=1))
 
     def status_of(self, rel: str) -> FileStatus | None:
         """The status of a file still to do (None once it completed, failed or vanished)."""
@@ -259,6 +301,8 @@ class TransferBoard:
             tracked = self._set(rel, status, error_message=reason, room=None)
             if tracked is not None:
                 tracked.sig, tracked.file_size = seen.sig, seen.sig.size
+                if status == FileStatus.READY:
+                    self._join_line(rel)
             if restart_timer:
                 self.tracker.restart(rel)
 
@@ -296,6 +340,7 @@ class TransferBoard:
                 if tracked.room.fits(free, now, retry_after) and tracked.room.needed <= left:
                     left -= tracked.room.needed
                     tracked.room, tracked.error_message = None, None
+                    self._join_line(rel)
                     released.append(rel)
             if released:
                 self._touch()
@@ -307,6 +352,7 @@ class TransferBoard:
             waiting = [f for f in self._files.values() if f.room is not None]
             for tracked in waiting:
                 tracked.room, tracked.error_message = None, None
+                self._join_line(tracked.file_path)
             if waiting:
                 self._touch()
 
@@ -328,11 +374,17 @@ class TransferBoard:
         with self._lock:
             return len(self._files)
 
-    def rows(self) -> list[Row]:
-        """Every file as a status row: the files still to do by path, then recent completions and failures
-        (most recent first)."""
+    def rows(self, waiting: int | None = None) -> list[Row]:
+        """The files as status rows: the files still to do by path, then recent completions and failures (most
+        recent first). ``waiting``: of the files not in flight, only the first so many by path (every copy under
+        way is always listed): a backlog of tens of thousands of files makes a short table."""
         with self._lock:
-            rows = [f.as_row() for f in sorted(self._files.values(), key=lambda f: f.file_path)]
+            todo: list[TrackedFile] = list(self._files.values())
+            if waiting is not None:
+                flying = [f for f in todo if f.status in IN_FLIGHT]
+                first = heapq.nsmallest(waiting, (f for f in todo if f.status not in IN_FLIGHT), key=_path)
+                todo = flying + first
+            rows = [f.as_row() for f in sorted(todo, key=_path)]
             rows += [f.as_row() for f in self._completed]
             rows += [f.as_row() for f in reversed(self._failed_recent.values())]
             return rows

@@ -8,17 +8,50 @@ from the Prefect API through the same ones, so both always agree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Row = dict[str, Any]
 
 PENDING = ("Discovered", "Ready", "InQueue")
+STATUSES = ("Discovered", "Ready", "InQueue", "Copying", "Completed", "Failed")
+COUNTS_PREFIX = "File Transfer Agent: "
+_COUNT = re.compile(r"\b(" + "|".join(STATUSES) + r") (\d+)\b")
 
 
-def status_view(rows: Sequence[Row]) -> dict[str, Any]:
-    """The seed's ``GET /api/status`` body; ``inProgress`` is the longest-running copy, ``allInProgress`` all."""
+def counts_text(counts: Mapping[str, int]) -> str:
+    """The counts per status as the status table's description says them: ``Ready 3, Copying 1`` (zeros left
+    out)."""
+    return ", ".join(f"{name} {count}" for name, count in counts.items() if count)
+
+
+def status_description(counts: Mapping[str, int], waiting_listed: int) -> str:
+    """The status table's description: every count, and how many of the files waiting its rows list."""
+    text = COUNTS_PREFIX + counts_text(counts)
+    waiting = sum(counts.get(name, 0) for name in ("Discovered", "Ready"))
+    if waiting > waiting_listed:
+        text += f"; the table lists the first {waiting_listed} of the {waiting} files waiting, by path"
+    return text
+
+
+def counts_from_text(text: str | None) -> dict[str, int] | None:
+    """The counts ``counts_text`` wrote into ``text``; None when it holds none (a table from an older agent)."""
+    if text is None or not text.startswith(COUNTS_PREFIX):
+        return None
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({name: int(count) for name, count in _COUNT.findall(text.split(";", 1)[0])})
+    return counts
+
+
+def status_view(rows: Sequence[Row], counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The seed's ``GET /api/status`` body; ``inProgress`` is the longest-running copy, ``allInProgress`` all.
+
+    ``counts``: every file's status counted (the table's rows may list only some of the files waiting); without
+    them, the rows are counted.
+    """
     pending = sorted(row["file"] for row in rows if row["status"] in PENDING)
+    pending_count = len(pending) if counts is None else sum(counts.get(name, 0) for name in PENDING)
     copying = sorted((row for row in rows if row["status"] == "Copying"), key=lambda row: row["startedAt"] or "")
     running = [
         {
@@ -30,7 +63,7 @@ def status_view(rows: Sequence[Row]) -> dict[str, Any]:
         for row in copying
     ]
     return {
-        "pendingFilesCount": len(pending),
+        "pendingFilesCount": pending_count,
         "pendingFiles": pending,
         "inProgress": running[0] if running else None,
         "allInProgress": running,

@@ -566,3 +566,108 @@ def test_another_destination_ends_every_wait_for_room(h: Harness) -> None:
     assert h.board.version > version
     assert h.board.ready_files() == ["a.mxf", "b.mxf"] and h.board.room_waits() == 0
     assert h.row("a.mxf")["error_message"] is None
+
+
+# -- the line of files to queue: kept as the board changes, never sorted whole again ----------------------------------
+
+
+def _queueable_by_definition(board: TransferBoard) -> list[str]:
+    """What ``ready_files`` must answer: every Ready file waiting for no room, in path order (its first form)."""
+    files = board._files
+    return sorted(rel for rel, f in files.items() if f.status == FileStatus.READY and f.room is None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_ready_files_follow_every_change_of_the_board(clock: FakeClock, seed: int) -> None:
+    import random
+
+    rnd = random.Random(seed)
+    board = TransferBoard(StabilityTracker(STABLE, clock=clock), clock=clock)
+    present: dict[str, FileSig] = {}
+    in_flight: list[str] = []
+    inode = iter(range(1, 10**6))
+
+    def sig(size: int) -> FileSig:
+        return FileSig(size, int(clock() * 1e9), next(inode))
+
+    for _ in range(400):
+        move = rnd.randrange(10)
+        names = sorted(present)
+        if move == 0 or not names:
+            for _ in range(rnd.randrange(1, 6)):
+                present[f"d{rnd.randrange(4)}/f{rnd.randrange(60):02d}.mxf"] = sig(rnd.randrange(1, 9))
+        elif move == 1:
+            present[rnd.choice(names)] = sig(rnd.randrange(1, 9))  # still growing
+        elif move == 2:
+            gone = rnd.choice(names)
+            del present[gone]
+        elif move == 3:
+            clock.advance(STABLE)
+        elif move == 4:
+            for rel in board.ready_files(limit=rnd.randrange(1, 4)):
+                board.queued(rel)
+                board.copying(rel)
+                in_flight.append(rel)
+        elif move in (5, 6) and in_flight:
+            rel = in_flight.pop(rnd.randrange(len(in_flight)))
+            end = rnd.randrange(5)
+            if end == 0 and rel in present:
+                board.completed(rel, "/nas/" + rel)
+                del present[rel]
+            elif end == 1:
+                board.failed(rel, "refused")
+            elif end == 2:
+                board.waiting_for_room(rel, rnd.randrange(1, 100), 10)
+            else:
+                board.back_to_waiting(rel, restart_timer=end == 3, reason="destination unavailable")
+        elif move == 7:
+            board.release_room(rnd.randrange(0, 150), RETRY)
+        elif move == 8:
+            board.end_room_waits()
+        board.observe(dict(present))
+        expected = _queueable_by_definition(board)
+        assert board.ready_files() == expected
+        limit = rnd.randrange(1, 5)
+        assert board.ready_files(limit=limit) == expected[:limit]
+        assert board.has_ready() == bool(expected)
+
+
+def test_a_backlog_of_ready_files_is_handed_out_from_the_front(clock: FakeClock) -> None:
+    board = TransferBoard(StabilityTracker(STABLE, clock=clock), clock=clock)
+    backlog = {f"f{i:05d}.mxf": FileSig(4096, i, i + 1) for i in range(20_000)}
+    board.observe(backlog)
+    clock.advance(STABLE)
+    assert len(board.observe(backlog)) == 20_000
+    order = sorted(backlog)
+    for taken in range(300):
+        first = board.ready_files(limit=4)
+        assert first == order[taken : taken + 4]
+        board.queued(first[0])
+        board.completed(first[0], None)
+    assert board.ready_files(limit=1) == [order[300]]
+    assert len(board._line) == 20_000 - 300  # the queued files left the line as they were met, nothing else did
+
+
+def test_ready_files_that_vanish_leave_the_line_at_once(clock: FakeClock) -> None:
+    board = TransferBoard(StabilityTracker(STABLE, clock=clock), clock=clock)
+    backlog = {f"f{i:04d}.mxf": FileSig(4096, i, i + 1) for i in range(1_000)}
+    board.observe(backlog)
+    clock.advance(STABLE)
+    board.observe(backlog)
+    kept = {rel: sig for rel, sig in backlog.items() if not rel.endswith("7.mxf")}  # 100 deleted by hand
+    board.observe(kept)
+    assert len(board._line) == len(kept) == 900  # not only once the line reaches them: nothing to remember
+    assert board.ready_files(limit=3) == sorted(kept)[:3]
+
+
+def test_the_counts_in_the_status_description_read_back_whole() -> None:
+    from fta.views import counts_from_text, status_description
+
+    counts = {"Discovered": 2, "Ready": 19_998, "InQueue": 4, "Copying": 2, "Completed": 0, "Failed": 7}
+    text = status_description(counts, waiting_listed=100)
+    assert "the first 100 of the 20000 files waiting" in text
+    assert counts_from_text(text) == counts
+    assert counts_from_text(status_description(dict.fromkeys(counts, 0), 100)) == dict.fromkeys(counts, 0)
+    assert "files waiting" not in status_description({"Ready": 3}, 100)  # all listed: nothing to say
+    assert counts_from_text("a table of another tool: Ready 5") is None  # not ours (or an older agent's)
+    assert counts_from_text(None) is None

@@ -111,6 +111,46 @@ def test_status_and_files_show_what_the_agent_published(source: Path, destinatio
     assert "good.mxf" in out and "blocked/x.mxf" in out
 
 
+def test_a_backlog_is_counted_whole_and_listed_in_part(tmp_path: Path) -> None:
+    from prefect import flow
+
+    from flows.api_state import observe, read_status
+    from flows.status_publisher import WAITING_ROWS, BoardStatus
+    from fta.board import TransferBoard
+    from fta.stability import FileSig, StabilityTracker
+    from tests.conftest import FakeClock
+
+    clock = FakeClock()
+    board = TransferBoard(StabilityTracker(1.0, clock=clock), clock=clock)
+    backlog = {f"day{i % 3}/clip{i:04d}.mxf": FileSig(4096, i, i + 1) for i in range(WAITING_ROWS + 150)}
+    board.observe(backlog)
+    clock.advance(1.0)
+    board.observe(backlog)
+    last = max(backlog)
+    board.queued(last)
+    board.copying(last)  # the last by path is being copied: listed although it is not among the first waiting
+
+    @flow
+    def publish_the_backlog() -> None:
+        status = BoardStatus(board, clock, agent=AGENT)
+        status.publish(force=True)
+        status.close()
+
+    publish_the_backlog()
+    rows, counts = read_status(AGENT)
+    assert counts is not None and counts["Ready"] == WAITING_ROWS + 149 and counts["Copying"] == 1
+    assert [row["file"] for row in rows] == [*sorted(backlog)[:WAITING_ROWS], last]
+    code, out = fta("status", "--json")
+    view = json.loads(out)
+    assert code == 0 and view["pendingFilesCount"] == WAITING_ROWS + 149  # every file waiting, not the rows
+    assert view["pendingFiles"] == sorted(backlog)[:WAITING_ROWS] and view["inProgress"]["file"] == last
+    code, out = fta("files", "--json")
+    assert code == 0 and len(json.loads(out)["files"]) == WAITING_ROWS + 1 and json.loads(out)["unlisted"] == 149
+    code, out = fta("files")
+    assert code == 0 and "... and 149 more files waiting" in out
+    assert observe(AGENT).pending == WAITING_ROWS + 150  # what fta health and check_fta count
+
+
 def _versions(key: str) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
