@@ -61,6 +61,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -76,10 +77,10 @@ from copier_throughput import (
 
 from deployments.local_server import LocalServer, basic_auth
 from flows.config import run_in_process
-from fta.copier import hash_file
+from fta.copier import Copier, hash_file
 from fta.probe import PROBE_PREFIX
 from fta.procstat import all_processes
-from fta.settings import Settings
+from fta.settings import Settings, load_settings
 from fta.stop_switch import StopSwitch
 
 # Prefect is imported only once the server runs: it reads its settings (PREFECT_API_URL) when imported.
@@ -115,7 +116,20 @@ PEER_SCRIPTS = {
     CP_SYNC: 'cp -r -- "$1/." "$2/" && sync',
 }
 MOVERS = {RSYNC, RCLONE}  # the peers that delete their source, like the agent
-JSON_KEYS = {AGENT: "agent", AGENT_NET: "agent_net", RSYNC: "rsync", RCLONE: "rclone", CP_SYNC: "cp_sync"}
+TASK_RUN = "agent: its copy task run (API times)"
+COPIER_ALONE = "agent's copier alone, no flow"
+JSON_KEYS = {
+    AGENT: "agent",
+    AGENT_NET: "agent_net",
+    TASK_RUN: "agent_task_run",
+    COPIER_ALONE: "copier_alone",
+    RSYNC: "rsync",
+    RCLONE: "rclone",
+    CP_SYNC: "cp_sync",
+}
+GOAL_VS_FLOOR = 0.8  # small files: the agent's rate against Prefect's own no-op task runs, in the same run
+GOAL_TASK_VS_COPIER = 1.10  # the big file's copy task run takes at most this many times the copier alone
+GOAL_TASK_VS_CP = 0.9  # and is at least this fast as cp + sync (cp's seconds / the task run's)
 
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -246,6 +260,25 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(processes[pid].cpu_ticks for pid in tree if pid in processes) / os.sysconf("SC_CLK_TCK")
 
 
+def task_run_seconds(api_url: str, name_like: str) -> list[float]:
+    """How long each Completed task run whose name contains ``name_like`` ran (its end minus its start, from the
+    API): the copy itself, without the wait for the file to be stable or seen."""
+    body = {"task_runs": {"name": {"like_": name_like}, "state": {"type": {"any_": ["COMPLETED"]}}}, "limit": 200}
+    request = urllib.request.Request(
+        f"{api_url}/task_runs/filter",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **basic_auth(os.environ.get("PREFECT_API_AUTH_STRING"))},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        runs = json.load(answer)
+    return [
+        (datetime.fromisoformat(run["end_time"]) - datetime.fromisoformat(run["start_time"])).total_seconds()
+        for run in runs
+        if run.get("start_time") and run.get("end_time")
+    ]
+
+
 def completed_task_runs(api_url: str, name_like: str) -> int | None:
     """How many task runs whose name contains ``name_like`` the API has recorded Completed (None: no answer)."""
     body = {"task_runs": {"name": {"like_": name_like}, "state": {"type": {"any_": ["COMPLETED"]}}}}
@@ -362,6 +395,7 @@ class AgentRun:
     agent_cpu: float  # this process, last rename -> recorded
     server_cpu: float  # the server and its children, same window
     warnings: list[str]  # server-log lines since the previous agent run
+    task_seconds: list[float] = field(default_factory=list)  # each copy task run's own duration (API)
 
     @property
     def dropped(self) -> int:
@@ -451,7 +485,24 @@ class Bench:
         cpu, server = time.process_time() - cpu, tree_cpu_seconds(self.server_pid) - server
         warnings = self.server_log.new_matches()
         self.check(AGENT, scenario.expected(tag), self.destination, self.source)
-        return AgentRun(len(scenario.sums), emptied - started, lag, recorded, cpu, server, warnings)
+        tasks = task_run_seconds(self.server.api_url, f"copy {tag}f") if lag is not None else []
+        return AgentRun(len(scenario.sums), emptied - started, lag, recorded, cpu, server, warnings, tasks)
+
+    def run_copier(self, scenario: Scenario, tag: str) -> float:
+        """The agent's copier with the watch run's settings, called directly: no flow, no task run, no server."""
+        folders = self.prepare(scenario, tag)
+        place(self.staging, folders, self.peer_source)
+        config = {"source_path": str(self.peer_source), "destination_path": str(self.peer_destination)}
+        copier = Copier(load_settings({**config, "log_file_path": ""}, env_file=None))
+        expected = scenario.expected(tag)
+        started = time.perf_counter()
+        for rel in expected:
+            result = copier.copy(rel)
+            if result.outcome != "copied":
+                raise SystemExit(f"{COPIER_ALONE}: {rel}: {result}")
+        seconds = time.perf_counter() - started
+        self.check(COPIER_ALONE, expected, self.peer_destination, self.peer_source)
+        return seconds
 
     def run_peer(self, name: str, scenario: Scenario, tag: str) -> tuple[float, float]:
         folders = self.prepare(scenario, tag)
@@ -635,7 +686,18 @@ def goals(
     lags = [run.lag if run.lag is not None else float("inf") for run in runs]
     dropped = sum(run.dropped for run in runs)
     files = len(scenario.sums)
+    against_floor = []
+    if floor is not None:
+        against_floor = [
+            Goal(
+                f"agent >= {GOAL_VS_FLOOR:g} x Prefect's own no-op task-run rate (same server, same submission path)",
+                net >= GOAL_VS_FLOOR * floor.rate,
+                f"{net:.1f} files/s without the stable wait / {floor.rate:.0f} no-op task runs/s ="
+                f" {net / floor.rate:.2f}",
+            )
+        ]
     return [
+        *against_floor,
         Goal(
             f"agent >= {GOAL_FILES_PER_SECOND:g} files/s",
             rate >= GOAL_FILES_PER_SECOND,
@@ -647,6 +709,23 @@ def goals(
             max(lags) <= GOAL_LAG_SECONDS and dropped == 0,
             f"median lag {statistics.median(lags):.2f} s, max {max(lags):.2f} s, dropped {dropped};"
             f" server-log warnings {warnings}",
+        ),
+    ]
+
+
+def big_goals(times: dict[str, list[float]]) -> list[Goal]:
+    """The big file: its copy task run against the copier alone and against cp + sync, medians of one run."""
+    task, alone, cp = (statistics.median(times[name]) for name in (TASK_RUN, COPIER_ALONE, CP_SYNC))
+    return [
+        Goal(
+            f"big file: the copy task run within {GOAL_TASK_VS_COPIER - 1:.0%} of the copier alone",
+            task <= GOAL_TASK_VS_COPIER * alone,
+            f"task run {task:.3f} s, copier alone {alone:.3f} s: {task / alone:.2f}x",
+        ),
+        Goal(
+            f"big file: the copy task run >= {GOAL_TASK_VS_CP:g} x cp + sync",
+            cp / task >= GOAL_TASK_VS_CP,
+            f"cp + sync {cp:.3f} s / task run {task:.3f} s = {cp / task:.2f}",
         ),
     ]
 
@@ -756,9 +835,13 @@ def time_scenario(
     bench: Bench, scenario: Scenario, peers: list[str], runs: int
 ) -> tuple[dict[str, list[float]], list[AgentRun]]:
     print(f"\n{scenario.title}: {runs} run(s) per contender", flush=True)
-    rows: dict[str, list[float]] = {AGENT: [], AGENT_NET: [], **{name: [] for name in peers}}
+    big = len(scenario.sums) == 1
+    alone = [COPIER_ALONE] if big else []  # one big file: the copy task run against the copier alone
+    rows: dict[str, list[float]] = {AGENT: [], AGENT_NET: [], **{name: [] for name in [*alone, *peers]}}
+    if big:
+        rows[TASK_RUN] = []
     agent_runs: list[AgentRun] = []
-    contenders = [AGENT, *peers]
+    contenders = [AGENT, *alone, *peers]
     for run in range(runs):
         tag = scenario.tag(run)
         for name in contenders if run % 2 == 0 else contenders[::-1]:
@@ -767,7 +850,14 @@ def time_scenario(
                 agent_runs.append(result)
                 rows[AGENT].append(result.seconds)
                 rows[AGENT_NET].append(result.seconds - STABLE_SECONDS)
+                if big:
+                    rows[TASK_RUN].append(max(result.task_seconds, default=float("nan")))
                 print_agent_run(run, scenario, result)
+                continue
+            if name == COPIER_ALONE:
+                seconds = bench.run_copier(scenario, tag)
+                rows[name].append(seconds)
+                print(f"  run {run + 1}: {name:<38} {seconds:8.3f} s", flush=True)
                 continue
             seconds, cpu = bench.run_peer(name, scenario, tag)
             rows[name].append(seconds)
@@ -859,6 +949,9 @@ def report(
     print_console_log(bench)
     small = scenarios[0]
     results = goals(small, times[small.key][AGENT], agent_runs[small.key], warnings, floor)
+    for scenario in scenarios:
+        if TASK_RUN in times[scenario.key]:
+            results += big_goals(times[scenario.key])
     if floor is not None:
         print(f"\n{floor.line()}")
     print()
