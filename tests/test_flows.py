@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -86,6 +87,31 @@ def test_growing_file_is_copied_only_when_finished(source: Path, destination: Pa
     runs = runs_by_name(state.state_details.flow_run_id)
     assert [kind(r) for r in runs["copy cam1/clip.mxf"]] == ["COMPLETED"]
     assert hash_file(final) in message(runs["copy cam1/clip.mxf"][0])
+
+
+class SwitchIntervalSeen(CopyIO):
+    """Notes the GIL switch interval in force whenever the copy reads a chunk."""
+
+    def __init__(self) -> None:
+        self.seen: set[float] = set()
+
+    def read_chunk(self, fd: int, buffer: memoryview) -> int:
+        self.seen.add(sys.getswitchinterval())
+        return super().read_chunk(fd, buffer)
+
+
+def test_copies_run_with_a_short_gil_switch_interval_restored_after_the_run(source: Path, destination: Path) -> None:
+    from flows.transfer_loop import GIL_SWITCH_SECONDS
+
+    before = sys.getswitchinterval()
+    assert before != GIL_SWITCH_SECONDS  # Python's default: the run changes it
+    write(source / "clip.mxf", os.urandom(64 * 1024))
+    io = SwitchIntervalSeen()
+    with copy_io_in_process(io):
+        state = run_once(fast_config(source, destination))
+    assert state.is_completed() and (destination / "clip.mxf").exists()
+    assert io.seen == {GIL_SWITCH_SECONDS}
+    assert sys.getswitchinterval() == before
 
 
 def test_name_conflict_gives_suffix_1(source: Path, destination: Path) -> None:
