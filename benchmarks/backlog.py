@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # site_throughp
 import argparse
 import json
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -992,6 +993,11 @@ def write_json(args: argparse.Namespace, doc: dict[str, Any], found: list[Goal],
     print(f"json: {args.json}")
 
 
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """A SIGTERM ends the benchmark like Ctrl-C: fta up stopped, the tmpfs unmounted, the temp folder removed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=20000, help="files waiting in the source (default 20000)")
@@ -1011,6 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
         return noop_child(args.noop_child, args.noop_workers, args.noop_out)
     if args.files < 1 or args.folders < 1 or args.noop_task_runs < 0:
         parser.error("--files and --folders must be at least 1, --noop-task-runs at least 0")
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     own_workdir = args.workdir is None
     workdir = (Path(tempfile.mkdtemp(prefix="fta-bench-backlog-")) if own_workdir else args.workdir).resolve()
     try:
