@@ -587,6 +587,7 @@ class Measured:
     status: list[Reading]  # from the first copy until the source was empty
     listing: list[Reading]  # from the API's first answer until the source was empty
     list_errors: int
+    status_errors: int  # failed status reads from the first copy until the source was empty
     first_status: float | None  # seconds from fta up's start to the first status artifact read
     end: float  # seconds from fta up's start until it was idle again after the drain
     db_before: DbSize
@@ -643,6 +644,7 @@ def figures(m: Measured) -> dict[str, Any]:
         },
         "status_first_seconds": m.first_status,
         "status_reads": len(m.status),
+        "status_errors": m.status_errors,
         "status_bytes": stats(sizes),
         "status_rows_max": max((r.rows for r in m.status if r.rows is not None), default=None),
         "status_age_seconds": stats(ages),
@@ -796,7 +798,8 @@ def print_api(doc: dict[str, Any]) -> None:
     size, age, read = doc["status_bytes"], doc["status_age_seconds"], doc["status_read_seconds"]
     first = doc["status_first_seconds"]
     print(
-        f"\nstatus artifact ({doc['status_reads']} reads from the first copy until the source was empty; first seen"
+        f"\nstatus artifact ({doc['status_reads']} reads, {doc['status_errors']} failed, from the first copy until the"
+        f" source was empty; first seen"
         f" {'never' if first is None else f'{first:.1f} s after the start'}):"
     )
     if size["max"] is not None:
@@ -914,6 +917,7 @@ def measure(args: argparse.Namespace, agent: Agent, credential: str, before: DbS
         threads.status.during(run.first, run.empty),
         threads.listing.during(since, run.empty),
         sum(r.error is not None and since <= r.at <= run.empty for r in threads.listing.readings),
+        sum(r.error is not None and run.first <= r.at <= run.empty for r in threads.status.readings),
         status_seen[0].at if status_seen else None,
         end,
         before,
