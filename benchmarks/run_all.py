@@ -1,6 +1,7 @@
 """Every benchmark in one command, then one table of the agent next to its peers and the goals.
 
-    sudo python benchmarks/run_all.py [--quick] [--markdown BENCHMARKS.md] [--only copier,flow,scan,soak,latency,site]
+    sudo python benchmarks/run_all.py [--quick] [--markdown BENCHMARKS.md]
+        [--only copier,flow,scan,soak,latency,site,backlog]
 
 Runs the scripts beside this one one after another (never two at once: on a small machine they would measure each
 other), each with ``--json`` into a temporary folder, keeps each script's own output in ``<folder>/<name>.txt`` and
@@ -33,6 +34,7 @@ FULL: dict[str, list[str]] = {
     "soak": ["watch_soak.py", "--files", "10000", "--batch", "500"],
     "latency": ["detection_latency.py", "--files", "20"],
     "site": ["site_throughput.py", "--files", "1000", "--runs", "3"],
+    "backlog": ["backlog.py", "--files", "20000"],
 }
 QUICK: dict[str, list[str]] = {
     "copier": ["copier_throughput.py", "--size", "256MiB", "--runs", "3"],
@@ -41,6 +43,7 @@ QUICK: dict[str, list[str]] = {
     "soak": ["watch_soak.py", "--files", "1000", "--batch", "250"],
     "latency": ["detection_latency.py", "--files", "6"],
     "site": ["site_throughput.py", "--quick"],
+    "backlog": ["backlog.py", "--files", "2000"],
 }
 
 
@@ -191,6 +194,36 @@ def site_cpu(key: str, scenario: dict[str, Any]) -> str:
     )
 
 
+def backlog_rows(doc: dict[str, Any]) -> Rows:
+    rss, floor = doc["peak_rss_mb"], doc["floor"]
+    agent = (
+        f"first copy {doc['first_file_seconds']:.1f} s after the start, then {doc['files_per_s_first_to_last']:.0f}"
+        f" files/s; source empty after {doc['source_empty_seconds']:.0f} s"
+    )
+    growth = f"database +{doc['db_growth_per_transfer_files']:.0f} B per transfer"
+    if floor is not None:
+        growth += f" (Prefect's no-op task run: {floor['growth_per_task_run_files']:.0f} B)"
+    notes = f"peak RSS watch run {rss['watch']:.0f} MB, server {rss['server']:.0f} MB; {growth}"
+    goals = "; ".join(f"{g['goal']}: {verdict(g['passed'])} ({g['detail']})" for g in doc["goals"])
+    return [
+        (
+            f"7. backlog of {doc['files']:,} x {doc['size_bytes'] // 1024} KiB waiting when fta up starts",
+            agent,
+            "",
+            notes,
+        ),
+        ("   goals", "", "", goals),
+    ]
+
+
+def extra_arguments(name: str, done: dict[str, dict[str, Any]]) -> list[str]:
+    """The backlog's drain is compared with the small-file rate the flow benchmark measured in the same run."""
+    small = done.get("flow", {}).get("scenarios", {}).get("small", {}).get("rate", {}).get("agent")
+    if name == "backlog" and small:
+        return ["--small-file-rate", f"{small:.1f}"]
+    return []
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], Rows]] = {
     "copier": copier_rows,
     "flow": flow_rows,
@@ -198,6 +231,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], Rows]] = {
     "soak": soak_rows,
     "latency": latency_rows,
     "site": site_rows,
+    "backlog": backlog_rows,
 }
 
 
@@ -224,12 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     print(header, flush=True)
     rows: Rows = []
     failed = []
+    done: dict[str, dict[str, Any]] = {}
     for name in chosen:
-        doc = run(name, (QUICK if args.quick else FULL)[name], folder)
+        doc = run(name, (QUICK if args.quick else FULL)[name] + extra_arguments(name, done), folder)
         if doc is None:
             failed.append(name)
             rows.append((name, "failed", "", f"see {folder / (name + '.txt')}"))
             continue
+        done[name] = doc
         rows += TABLES[name](doc)
     table = markdown(rows, header)
     print("\n" + table)
