@@ -76,6 +76,19 @@ def test_extra_scans_keep_a_gap_of_four_times_the_scan_cost(clock: FakeClock) ->
     assert schedule.wait_seconds() == pytest.approx(MIN_GAP_SECONDS)
 
 
+def test_polls_keep_a_gap_of_four_times_the_scan_cost_too(clock: FakeClock) -> None:
+    """A short polling interval over a big source: polls leave the copies most of the time as well."""
+    schedule = ScanSchedule(0.1, clock)
+    scan(schedule, clock, seconds=0.3)  # 20,000 files waiting
+    assert schedule.wait_seconds() == pytest.approx(1.2)
+    clock.advance(1.1)
+    assert not schedule.poll_due()
+    clock.advance(0.1)
+    assert schedule.poll_due()
+    scan(schedule, clock, seconds=0.001)  # the backlog has drained: the polling interval again
+    assert schedule.wait_seconds() == pytest.approx(0.1)
+
+
 def test_a_recording_written_all_the_time_is_rescanned_once_per_twentieth_of_the_stable_time(
     clock: FakeClock,
 ) -> None:
