@@ -772,10 +772,13 @@ def print_report(doc: dict[str, Any], found: list[Goal]) -> None:
             f"{label:<28} {doc['peak_rss_mb'][part]:11.0f} {doc['cpu_seconds_to_empty'][part]:15.1f}"
             f" {doc['cpu_seconds_to_idle'][part]:14.1f} {doc['cpu_ms_per_file_to_idle'][part]:12.2f}"
         )
-    print(
-        "  (peak RSS until idle after the drain; the no-op flow afterwards: server"
-        f" {doc['peak_rss_mb_with_floor']['server']:.0f} MB)"
-    )
+    if doc["floor"] is not None:
+        print(
+            "  (peak RSS until idle after the drain; the no-op flow afterwards: server"
+            f" {doc['peak_rss_mb_with_floor']['server']:.0f} MB)"
+        )
+    elif not doc["drained"]:
+        print("  (until the timeout: 'to empty' and 'to idle' are both up to then)")
     print(f"  (this benchmark's own CPU until the source was empty: {doc['observer_cpu_seconds']:.1f} s)")
     print_database(doc)
     print_api(doc)
