@@ -398,11 +398,18 @@ def count_files(root: Path) -> int:
     return sum(len(files) for _folder, _dirs, files in os.walk(root))
 
 
-def check(destination: Path, source: Path, expected: dict[str, str], size: int) -> list[str]:
-    """Untimed: exactly the expected files at the destination, each with the master's size and checksum (all of
-    them), none left in the source, no temp file left at the destination."""
+def check(destination: Path, source: Path, expected: dict[str, str], size: int, drained: bool) -> list[str]:
+    """Untimed, fta up stopped: exactly the expected files at the destination, each with the master's size and
+    checksum (all of them), none left in the source, no temp file left at the destination. Not drained: every file
+    is either at the destination, checked so, or still in the source; none is lost or doubled."""
     problems = []
     arrived = [rel for rel in list_files(destination) if not rel.rsplit("/", 1)[-1].startswith(PROBE_PREFIX)]
+    if not drained:
+        left = list_files(source)
+        if sorted(arrived + left) != sorted(expected):
+            problems.append(f"{len(arrived)} at the destination + {len(left)} in the source != {len(expected)} files")
+        expected = {rel: expected[rel] for rel in arrived if rel in expected}
+        arrived = sorted(expected)
     if arrived != sorted(expected):
         missing, extra = sorted(set(expected) - set(arrived)), sorted(set(arrived) - set(expected))
         problems.append(
@@ -417,7 +424,7 @@ def check(destination: Path, source: Path, expected: dict[str, str], size: int) 
     ]
     if wrong:
         problems.append(f"{len(wrong)} file(s) differ from the master, e.g. {wrong[:5]}")
-    if left := list_files(source):
+    if drained and (left := list_files(source)):
         problems.append(f"{len(left)} file(s) left in the source, e.g. {left[:5]}")
     return problems
 
@@ -429,20 +436,25 @@ def check(destination: Path, source: Path, expected: dict[str, str], size: int) 
 class Drain:
     files: int
     first: float  # seconds from fta up's start to the first file at the destination
-    last: float  # ... to the last one
-    empty: float  # ... to the source empty
+    last: float  # ... to the last one (not drained: when the look stopped)
+    empty: float  # ... to the source empty (not drained: when the look stopped)
     lag: float | None  # source empty -> every task run recorded Completed (None: not within RECORD_TIMEOUT)
     recorded: int
     progress: list[tuple[float, int]] = field(default_factory=list)  # (seconds, files arrived)
+    arrived: int = 0  # files at the destination when the look stopped (all of them when drained)
+
+    @property
+    def drained(self) -> bool:
+        return self.arrived >= self.files
 
     @property
     def rate(self) -> float:
-        """Files/s from the first copy to the last."""
-        return (self.files - 1) / (self.last - self.first) if self.last > self.first else float("inf")
+        """Files/s from the first copy to the last (not drained: to the moment the look stopped)."""
+        return (self.arrived - 1) / (self.last - self.first) if self.last > self.first else float("inf")
 
     @property
     def overall(self) -> float:
-        return self.files / self.empty
+        return self.arrived / self.empty
 
 
 def drain(agent: Agent, files: int, started: float, timeout: float, show: Callable[[float, int], None]) -> Drain:
@@ -467,12 +479,15 @@ def drain(agent: Agent, files: int, started: float, timeout: float, show: Callab
             raise SystemExit(
                 f"fta up ended (exit {agent.process.poll() if agent.process else '?'}); see {agent.output}"
             )
+        if now > timeout and first is not None:  # what was measured until now is reported, marked as such
+            print(f"  {now:7.1f} s: --timeout: {files - arrived} file(s) not yet moved; the backlog did NOT drain")
+            return Drain(files, first, now, now, None, 0, progress, arrived)
         if now > timeout:
-            raise SystemExit(f"{files - arrived} file(s) not moved {timeout:g} s after fta up started")
+            raise SystemExit(f"no file moved {timeout:g} s after fta up started")
         # A look counts every file (tens of ms for 20,000): at most a tenth of a core goes to looking.
         time.sleep(LOOK_FIRST if first is None else max(LOOK_AFTER, 10 * (time.perf_counter() - started - now)))
     assert first is not None and last is not None
-    return Drain(files, first, last, empty, None, 0, progress)
+    return Drain(files, first, last, empty, None, 0, progress, files)
 
 
 def wait_recorded(api_url: str, credential: str, agent: str, run: Drain, started: float) -> None:
@@ -610,6 +625,8 @@ def figures(m: Measured) -> dict[str, Any]:
     sizes = [float(r.size) for r in m.status if r.size is not None]
     return {
         "files": run.files,
+        "drained": run.drained,
+        "arrived": run.arrived,
         "first_file_seconds": run.first,
         "last_file_seconds": run.last,
         "source_empty_seconds": run.empty,
@@ -624,12 +641,12 @@ def figures(m: Measured) -> dict[str, Any]:
         "server_processes": procs.server_processes,
         "cpu_seconds_to_empty": cpu_empty,
         "cpu_seconds_to_idle": cpu_end,
-        "cpu_ms_per_file_to_idle": {part: 1000 * seconds / run.files for part, seconds in cpu_end.items()},
+        "cpu_ms_per_file_to_idle": {part: 1000 * seconds / run.arrived for part, seconds in cpu_end.items()},
         "db_before": vars(m.db_before),
         "db_end": vars(m.db_end),
-        "db_growth_per_transfer_files": per_item(m.db_before, m.db_end, run.files, files=True),
-        "db_growth_per_transfer_used": per_item(m.db_before, m.db_end, run.files, files=False),
-        "db_growth_per_transfer_by_table": growth_by_table(m.db_before, m.db_end, run.files),
+        "db_growth_per_transfer_files": per_item(m.db_before, m.db_end, run.arrived, files=True),
+        "db_growth_per_transfer_used": per_item(m.db_before, m.db_end, run.arrived, files=False),
+        "db_growth_per_transfer_by_table": growth_by_table(m.db_before, m.db_end, run.arrived),
         "floor": None
         if m.floor is None
         else {
@@ -690,8 +707,10 @@ def drain_goal(doc: dict[str, Any], small_file_rate: float | None) -> Goal:
     if not small_file_rate:
         goal.detail += "; no --small-file-rate given"
         return goal
+    if not doc["drained"]:
+        goal.detail += f" until the timeout, {doc['arrived']} of {doc['files']} files: NOT drained"
     ratio = rate / small_file_rate
-    goal.passed = ratio >= GOAL_RATIO
+    goal.passed = ratio >= GOAL_RATIO and doc["drained"]
     goal.detail += (
         f" = {ratio:.2f} x {small_file_rate:g} files/s;"
         f" over the whole run {doc['files_per_s_overall'] / small_file_rate:.2f} x"
@@ -707,7 +726,8 @@ def growth_goals(doc: dict[str, Any]) -> list[Goal]:
         per_run = floor[f"growth_per_task_run_{key}"] if floor else None
         text = f"database growth per transfer <= no-op task run + {GOAL_GROWTH_MARGIN} B ({label})"
         if per_transfer is None or per_run is None:
-            found.append(Goal(text, None, f"per transfer {per_transfer}, per no-op task run {per_run}"))
+            shown = "?" if per_transfer is None else f"{per_transfer:.0f} B"
+            found.append(Goal(text, None, f"{shown} per transfer; Prefect's floor not measured"))
             continue
         found.append(
             Goal(
@@ -722,11 +742,22 @@ def growth_goals(doc: dict[str, Any]) -> list[Goal]:
 def print_report(doc: dict[str, Any], found: list[Goal]) -> None:
     print(f"\nfirst file at the destination {doc['first_file_seconds']:9.1f} s after fta up started")
     empty = doc["source_empty_seconds"]
-    print(f"last file at the destination  {doc['last_file_seconds']:9.1f} s; source empty at {empty:.1f} s")
+    if doc["drained"]:
+        print(f"last file at the destination  {doc['last_file_seconds']:9.1f} s; source empty at {empty:.1f} s")
+    else:
+        print(
+            f"NOT DRAINED: {doc['arrived']} of {doc['files']} files at the destination when the look stopped at"
+            f" {empty:.1f} s (--timeout); every figure below is up to then, per file moved"
+        )
     print(f"files/s first -> last copy    {doc['files_per_s_first_to_last']:9.1f}")
-    print(f"files/s over the whole run    {doc['files_per_s_overall']:9.1f}  (fta up's start -> source empty)")
+    print(
+        f"files/s over the whole run    {doc['files_per_s_overall']:9.1f}  (from the start to the source empty"
+        " or the timeout)"
+    )
     lag = doc["recorded_lag_seconds"]
     recorded = f"+{lag:.1f} s after the source was empty" if lag is not None else f"NOT within {RECORD_TIMEOUT:g} s"
+    if not doc["drained"]:
+        recorded = "at the timeout"
     print(f"recorded Completed in the API {recorded} ({doc['recorded']}/{doc['files']})")
     found_at = doc["watch_process_found_seconds"]
     print(
@@ -741,10 +772,13 @@ def print_report(doc: dict[str, Any], found: list[Goal]) -> None:
             f"{label:<28} {doc['peak_rss_mb'][part]:11.0f} {doc['cpu_seconds_to_empty'][part]:15.1f}"
             f" {doc['cpu_seconds_to_idle'][part]:14.1f} {doc['cpu_ms_per_file_to_idle'][part]:12.2f}"
         )
-    print(
-        "  (peak RSS until idle after the drain; the no-op flow afterwards: server"
-        f" {doc['peak_rss_mb_with_floor']['server']:.0f} MB)"
-    )
+    if doc["floor"] is not None:
+        print(
+            "  (peak RSS until idle after the drain; the no-op flow afterwards: server"
+            f" {doc['peak_rss_mb_with_floor']['server']:.0f} MB)"
+        )
+    elif not doc["drained"]:
+        print("  (until the timeout: 'to empty' and 'to idle' are both up to then)")
     print(f"  (this benchmark's own CPU until the source was empty: {doc['observer_cpu_seconds']:.1f} s)")
     print_database(doc)
     print_api(doc)
@@ -768,7 +802,8 @@ def print_database(doc: dict[str, Any]) -> None:
     print(f"  (end: prefect.db {mb(end['main'])} MB, -wal {mb(end['wal'])} MB)")
     floor = doc["floor"]
     if floor is None:
-        print("Prefect's floor: not measured (--noop-task-runs 0)")
+        print("Prefect's floor: not measured")
+        print_tables(doc["db_growth_per_transfer_by_table"], {})
         return
     each_file, each_used = floor["growth_per_task_run_files"], floor["growth_per_task_run_used"]
     print(
@@ -788,10 +823,12 @@ def print_tables(transfer: dict[str, float], noop: dict[str, float]) -> None:
     rest = [name for name in transfer if name not in shown]
     print(f"  {'table (with its indexes)':<26} {'B per transfer':>15} {'B per no-op task run':>21}")
     for name in shown:
-        print(f"  {name:<26} {transfer[name]:15.0f} {noop.get(name, 0.0):21.0f}")
+        each = f"{noop.get(name, 0.0):.0f}" if noop else "-"
+        print(f"  {name:<26} {transfer[name]:15.0f} {each:>21}")
     if rest:
         other = sum(transfer[name] for name in rest), sum(noop.get(name, 0.0) for name in rest)
-        print(f"  {f'{len(rest)} other(s)':<26} {other[0]:15.0f} {other[1]:21.0f}")
+        each = f"{other[1]:.0f}" if noop else "-"
+        print(f"  {f'{len(rest)} other(s)':<26} {other[0]:15.0f} {each:>21}")
 
 
 def print_api(doc: dict[str, Any]) -> None:
@@ -895,15 +932,21 @@ def measure(args: argparse.Namespace, agent: Agent, credential: str, before: DbS
             thread.start()
         run = drain(agent, args.files, started, args.timeout, Progress(threads.procs, threads.status))
         observer = time.process_time() - observer
-        wait_recorded(api_url, credential, agent.name, run, started)
+        if run.drained:
+            wait_recorded(api_url, credential, agent.name, run, started)
+        else:
+            run.recorded = completed(api_url, credential, agent.name) or 0
         threads.status.stop.set()
         threads.listing.stop.set()
-        settle(agent.pid, "after the drain")
+        if run.drained:
+            settle(agent.pid, "after the drain")
         end = time.perf_counter() - started
         db = agent.data / "prefect" / "prefect.db"
-        db_end = db_size(db)
+        db_end = db_size(db)  # not drained: while the agent still works, as it was at the timeout
         floor = None
-        if args.noop_task_runs:
+        if not run.drained:
+            print("Prefect's floor: not measured (the agent is still draining; it would write meanwhile)")
+        elif args.noop_task_runs:
             print(f"Prefect's floor: {args.noop_task_runs} no-op task runs against the same server ...", flush=True)
             floor = prefect_floor(agent.base, api_url, credential, args.noop_task_runs, db, agent.pid)
     finally:
@@ -958,7 +1001,8 @@ def backlog(args: argparse.Namespace, workdir: Path) -> int:
                 flush=True,
             )
             measured = measure(args, agent, credential, before, dropped)
-            problems = check(agent.destination, agent.source, sums, args.size)
+            agent.stop()
+            problems = check(agent.destination, agent.source, sums, args.size, measured.run.drained)
         finally:
             agent.stop()
     print(
@@ -968,17 +1012,13 @@ def backlog(args: argparse.Namespace, workdir: Path) -> int:
     doc = figures(measured)
     found = goals(doc, args.small_file_rate)
     print_report(doc, found)
-    print(
-        "\ncheck: "
-        + (
-            "every file arrived with the master's size and checksum, the source is empty"
-            if not problems
-            else "FAILED: " + "; ".join(problems)
-        )
-    )
+    verdict = "every file arrived with the master's size and checksum, the source is empty"
+    if not measured.run.drained:
+        verdict = "every file moved has the master's size and checksum; the others are still in the source"
+    print("\ncheck: " + (verdict if not problems else "FAILED: " + "; ".join(problems)))
     if args.json is not None:
         write_json(args, doc, found, problems)
-    return 1 if problems else 0
+    return 1 if problems or not measured.run.drained else 0
 
 
 def write_json(args: argparse.Namespace, doc: dict[str, Any], found: list[Goal], problems: list[str]) -> None:
