@@ -52,15 +52,23 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from copier_throughput import destination_mount, drop_caches, human, parse_size, print_machine
-from flow_throughput import checksums, copies_of, ensure_small_master, free_port, list_files, place, small_names, stage
+from flow_throughput import (
+    checksums,
+    copies_of,
+    count_completed,
+    ensure_small_master,
+    free_port,
+    list_files,
+    place,
+    small_names,
+    stage,
+)
 from site_throughput import (
     POLLING_SECONDS,
     STABLE_SECONDS,
@@ -73,7 +81,7 @@ from site_throughput import (
     wait_for_file,
 )
 
-from deployments.local_server import basic_auth, status_with
+from deployments.local_server import status_with
 from fta.copier import hash_file
 from fta.credential import CREDENTIAL_FILE
 from fta.probe import PROBE_PREFIX
@@ -363,24 +371,8 @@ def watch_run_judge(api_url: str, credential: str) -> Callable[[str], bool]:
 
 def completed(api_url: str, credential: str, agent: str) -> int | None:
     """The agent's copy task runs the API has recorded Completed (None: no answer)."""
-    body = {
-        "task_runs": {
-            "name": {"like_": "copy "},
-            "state": {"type": {"any_": ["COMPLETED"]}},
-            "tags": {"all_": [f"agent:{agent}"]},
-        }
-    }
-    request = urllib.request.Request(
-        f"{api_url}/task_runs/count",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **basic_auth(credential)},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return int(json.load(answer))
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    task_runs = {"name": {"like_": "copy "}, "tags": {"all_": [f"agent:{agent}"]}}
+    return count_completed(api_url, task_runs, credential, timeout=30)
 
 
 # -- the files -----------------------------------------------------------------------------------------------------

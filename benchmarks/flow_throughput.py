@@ -260,18 +260,32 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(processes[pid].cpu_ticks for pid in tree if pid in processes) / os.sysconf("SC_CLK_TCK")
 
 
+def post_api(api_url: str, path: str, body: dict[str, Any], credential: str | None, timeout: float = 10) -> Any:
+    """POST ``body`` as JSON to the API's ``path`` with the server's credential; the decoded answer."""
+    request = urllib.request.Request(
+        f"{api_url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **basic_auth(credential)},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return json.load(answer)
+
+
+def count_completed(api_url: str, task_runs: dict[str, Any], credential: str | None, timeout: float = 10) -> int | None:
+    """How many task runs matching the ``task_runs`` filter the API has recorded Completed (None: no answer)."""
+    body = {"task_runs": {**task_runs, "state": {"type": {"any_": ["COMPLETED"]}}}}
+    try:
+        return int(post_api(api_url, "/task_runs/count", body, credential, timeout))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
 def task_run_seconds(api_url: str, name_like: str) -> list[float]:
     """How long each Completed task run whose name contains ``name_like`` ran (its end minus its start, from the
     API): the copy itself, without the wait for the file to be stable or seen."""
     body = {"task_runs": {"name": {"like_": name_like}, "state": {"type": {"any_": ["COMPLETED"]}}}, "limit": 200}
-    request = urllib.request.Request(
-        f"{api_url}/task_runs/filter",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **basic_auth(os.environ.get("PREFECT_API_AUTH_STRING"))},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        runs = json.load(answer)
+    runs = post_api(api_url, "/task_runs/filter", body, os.environ.get("PREFECT_API_AUTH_STRING"))
     return [
         (datetime.fromisoformat(run["end_time"]) - datetime.fromisoformat(run["start_time"])).total_seconds()
         for run in runs
@@ -281,18 +295,7 @@ def task_run_seconds(api_url: str, name_like: str) -> list[float]:
 
 def completed_task_runs(api_url: str, name_like: str) -> int | None:
     """How many task runs whose name contains ``name_like`` the API has recorded Completed (None: no answer)."""
-    body = {"task_runs": {"name": {"like_": name_like}, "state": {"type": {"any_": ["COMPLETED"]}}}}
-    request = urllib.request.Request(
-        f"{api_url}/task_runs/count",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **basic_auth(os.environ.get("PREFECT_API_AUTH_STRING"))},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return int(json.load(answer))
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    return count_completed(api_url, {"name": {"like_": name_like}}, os.environ.get("PREFECT_API_AUTH_STRING"))
 
 
 @dataclass

@@ -56,8 +56,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -70,6 +68,7 @@ from flow_throughput import (
     LogWatch,
     checksums,
     clear_folder,
+    count_completed,
     ensure_small_master,
     free_port,
     holds_entries,
@@ -79,7 +78,7 @@ from flow_throughput import (
     stage,
 )
 
-from deployments.local_server import basic_auth, status_with
+from deployments.local_server import status_with
 from fta.copier import hash_file
 from fta.credential import CREDENTIAL_FILE
 from fta.probe import PROBE_PREFIX
@@ -356,24 +355,11 @@ def completed(site: Site, name_like: str) -> int | None:
     """Task runs named like ``name_like`` the API has Completed, over the site's agents (None: no answer)."""
     total = 0
     for agent in site.agents:
-        body = {
-            "task_runs": {
-                "name": {"like_": name_like},
-                "state": {"type": {"any_": ["COMPLETED"]}},
-                "tags": {"all_": [f"agent:{agent.name}"]},
-            }
-        }
-        request = urllib.request.Request(
-            f"{site.api_url}/task_runs/count",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **basic_auth(site.credential)},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                total += int(json.load(answer))
-        except (urllib.error.URLError, OSError, ValueError):
+        task_runs = {"name": {"like_": name_like}, "tags": {"all_": [f"agent:{agent.name}"]}}
+        count = count_completed(site.api_url, task_runs, site.credential)
+        if count is None:
             return None
+        total += count
     return total
 
 

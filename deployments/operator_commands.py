@@ -38,7 +38,7 @@ from fta.health import (
     unknown,
 )
 from fta.settings import default_agent_name
-from fta.views import files_view, status_view
+from fta.views import TO_DO, files_view, status_view
 
 STORAGE_EXIT = {"OK": 0, "WARNING": 1, "ERROR": 2}
 MAX_AGENTS = 200  # judged by one ``fta agents``: three reads each, a few hundred requests at most
@@ -127,8 +127,7 @@ def _unlisted(rows: list[dict[str, Any]], counts: dict[str, int] | None) -> int:
     """Files still to do that the status table counts but does not list (a backlog: it lists the first ones)."""
     if counts is None:
         return 0
-    todo = ("Discovered", "Ready", "InQueue", "Copying")
-    return max(0, sum(counts.get(name, 0) for name in todo) - sum(row.get("status") in todo for row in rows))
+    return max(0, sum(counts.get(name, 0) for name in TO_DO) - sum(row.get("status") in TO_DO for row in rows))
 
 
 def storage(as_json: bool, out: TextIO, agent: str | None = None) -> int:

@@ -38,7 +38,7 @@ from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from fta.health import Observed, WriteProbe
 from fta.settings import AGENT_NAME_FORM, agent_tag
-from fta.views import counts_from_text
+from fta.views import TO_DO, counts_from_text
 
 WATCH_FLOW_NAME = "watch-folder"
 PROBE_PREFIX = "fta-health-probe-"
@@ -222,7 +222,7 @@ def observe(
         storage=storage,
         report_age_seconds=report_age,
         watch_running=watch_is_running(agent),
-        pending=sum(counts.get(name, 0) for name in ("Discovered", "Ready", "InQueue", "Copying")),
+        pending=sum(counts.get(name, 0) for name in TO_DO),
         failed=counts.get("Failed", 0),
         write_probe=probe_write() if probe else None,
     )

@@ -15,20 +15,16 @@ from typing import Any
 Row = dict[str, Any]
 
 PENDING = ("Discovered", "Ready", "InQueue")
-STATUSES = ("Discovered", "Ready", "InQueue", "Copying", "Completed", "Failed")
+TO_DO = (*PENDING, "Copying")  # not finished one way or the other
+STATUSES = (*TO_DO, "Completed", "Failed")
 COUNTS_PREFIX = "File Transfer Agent: "
 _COUNT = re.compile(r"\b(" + "|".join(STATUSES) + r") (\d+)\b")
 
 
-def counts_text(counts: Mapping[str, int]) -> str:
-    """The counts per status as the status table's description says them: ``Ready 3, Copying 1`` (zeros left
-    out)."""
-    return ", ".join(f"{name} {count}" for name, count in counts.items() if count)
-
-
 def status_description(counts: Mapping[str, int], waiting_listed: int) -> str:
-    """The status table's description: every count, and how many of the files waiting its rows list."""
-    text = COUNTS_PREFIX + counts_text(counts)
+    """The status table's description: every count (``Ready 3, Copying 1``, zeros left out), and how many of the
+    files waiting its rows list."""
+    text = COUNTS_PREFIX + ", ".join(f"{name} {count}" for name, count in counts.items() if count)
     waiting = sum(counts.get(name, 0) for name in ("Discovered", "Ready"))
     if waiting > waiting_listed:
         text += f"; the table lists the first {waiting_listed} of the {waiting} files waiting, by path"
@@ -36,7 +32,7 @@ def status_description(counts: Mapping[str, int], waiting_listed: int) -> str:
 
 
 def counts_from_text(text: str | None) -> dict[str, int] | None:
-    """The counts ``counts_text`` wrote into ``text``; None when it holds none (a table from an older agent)."""
+    """The counts ``status_description`` wrote into ``text``; None when it holds none (a table from an older agent)."""
     if text is None or not text.startswith(COUNTS_PREFIX):
         return None
     counts = dict.fromkeys(STATUSES, 0)
