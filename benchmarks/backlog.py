@@ -371,8 +371,7 @@ def watch_run_judge(api_url: str, credential: str) -> Callable[[str], bool]:
 
 def completed(api_url: str, credential: str, agent: str) -> int | None:
     """The agent's copy task runs the API has recorded Completed (None: no answer)."""
-    task_runs = {"name": {"like_": "copy "}, "tags": {"all_": [f"agent:{agent}"]}}
-    return count_completed(api_url, task_runs, credential, timeout=30)
+    return count_completed(api_url, {"name": {"like_": "copy "}}, credential, timeout=30, agent=agent)
 
 
 # -- the files -----------------------------------------------------------------------------------------------------

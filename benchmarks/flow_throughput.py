@@ -272,9 +272,14 @@ def post_api(api_url: str, path: str, body: dict[str, Any], credential: str | No
         return json.load(answer)
 
 
-def count_completed(api_url: str, task_runs: dict[str, Any], credential: str | None, timeout: float = 10) -> int | None:
-    """How many task runs matching the ``task_runs`` filter the API has recorded Completed (None: no answer)."""
-    body = {"task_runs": {**task_runs, "state": {"type": {"any_": ["COMPLETED"]}}}}
+def count_completed(
+    api_url: str, task_runs: dict[str, Any], credential: str | None, timeout: float = 10, agent: str | None = None
+) -> int | None:
+    """How many task runs matching the ``task_runs`` filter the API has recorded Completed (None: no answer);
+    ``agent``: only those of its flow runs (tagged ``agent:<agent>``; the task runs carry no tag of their own)."""
+    body: dict[str, Any] = {"task_runs": {**task_runs, "state": {"type": {"any_": ["COMPLETED"]}}}}
+    if agent is not None:
+        body["flow_runs"] = {"tags": {"all_": [f"agent:{agent}"]}}
     try:
         return int(post_api(api_url, "/task_runs/count", body, credential, timeout))
     except (urllib.error.URLError, OSError, ValueError):

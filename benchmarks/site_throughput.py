@@ -25,9 +25,10 @@ each agent's source under folders named after the run (``r1f0`` ...) and renamed
 once. The clock runs from the first rename until every source is empty and every file is in its destination (looked
 at every 10 ms); afterwards, untimed, each destination must hold exactly its files with the master's checksums.
 
-Recording: the API is asked every 0.1 s how many of the run's task runs (``copy r1f...``, tag ``agent:<name>``)
-are Completed, until all are or 60 s have passed: the lag from the last copy to the last record, and ``dropped`` =
-files - the final count. The server logs are searched for "queue is full", "dropped" and "Error flushing".
+Recording: the API is asked every 0.1 s how many of the run's task runs (``copy r1f...``, of the flow runs tagged
+``agent:<name>``) are Completed, until all are or 60 s have passed: the lag from the last copy to the last record,
+and ``dropped`` = files - the final count. The server logs are searched for "queue is full", "dropped" and
+"Error flushing".
 CPU seconds from the first rename until the records are complete, from ``/proc`` (each process with its reaped
 children): the server (``fta up``'s server child, or ``fta server`` and its children), PostgreSQL (the postmaster
 and its backends), the agents (each ``fta up`` and its flow-run processes, its own server excluded); also less what
@@ -355,8 +356,7 @@ def completed(site: Site, name_like: str) -> int | None:
     """Task runs named like ``name_like`` the API has Completed, over the site's agents (None: no answer)."""
     total = 0
     for agent in site.agents:
-        task_runs = {"name": {"like_": name_like}, "tags": {"all_": [f"agent:{agent.name}"]}}
-        count = count_completed(site.api_url, task_runs, site.credential)
+        count = count_completed(site.api_url, {"name": {"like_": name_like}}, site.credential, agent=agent.name)
         if count is None:
             return None
         total += count

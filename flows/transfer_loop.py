@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from prefect import tags
+from prefect.context import TagsContext
 
 from flows.backlog import unsent_records
 from flows.config import copy_io, run_settings
@@ -44,7 +44,7 @@ from flows.status_publisher import BoardStatus
 from fta.board import TransferBoard
 from fta.copier import Copier
 from fta.scope import WHOLE_SOURCE, Scope
-from fta.settings import Settings, agent_tag
+from fta.settings import Settings
 from fta.source_hold import SourceHold
 from fta.stability import StabilityTracker
 from fta.stop_switch import StopSwitch
@@ -65,8 +65,10 @@ Reload = Callable[[], Settings]
 def loop_settings(scope: Scope) -> Iterator[tuple[Settings, Reload | None]]:
     """A flow's settings (``flows.config``) and how to read them again, with the flow's logging set up for them."""
     settings, reload = run_settings()
-    # Every task run of the flow carries the agent's tag (its flow run has it from the deployment or the caller).
-    with flow_logging(settings), tags(agent_tag(settings.agent_name)):
+    # The task runs carry no tag of the caller's (``fta watch`` starts its run inside ``tags("agent:...")``): a tag
+    # on a task run costs a concurrency-slot request per run, a write transaction on the server even when no limit
+    # has the tag. Their flow run carries the agent's tag, and their events carry it from there.
+    with flow_logging(settings), TagsContext(current_tags=set()):
         if not scope.whole:
             log.info("this run moves only %s (of %s)", scope.describe(), settings.source_path)
         yield settings, reload

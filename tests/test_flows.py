@@ -404,6 +404,27 @@ def test_api_trouble_never_loses_a_file(source: Path, destination: Path, monkeyp
     assert sorted(files_below(destination)) == ["a.mxf", "b.mxf"]
 
 
+def test_copy_task_runs_carry_no_tag_of_their_own_their_flow_run_the_agents(source: Path, destination: Path) -> None:
+    """A tag on a task run makes Prefect ask the server for a concurrency slot at every run (a write transaction on
+    SQLite, limit or not): the copies carry none, though the run was started inside the agent's tag (as ``fta
+    watch`` starts it), and the agent's tag stays on their flow run."""
+    from prefect.client.orchestration import get_client
+
+    from fta.settings import agent_tag, default_agent_name
+
+    write(source / "a.mxf", os.urandom(1000))
+    write(source / "cam" / "b.mxf", os.urandom(1000))
+    state = run_once(fast_config(source, destination))
+    assert state.is_completed()
+    runs = runs_by_name(state.state_details.flow_run_id, expect=2)
+    copies = [run for name, named in runs.items() if name.startswith("copy ") for run in named]
+    assert sorted(run.name for run in copies) == ["copy a.mxf", "copy cam/b.mxf"]
+    assert [run.tags for run in copies] == [[], []]
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+    assert flow_run.tags == [agent_tag(default_agent_name())]
+
+
 def test_copies_at_once_are_capped_and_the_shared_limit_is_set(
     source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -435,7 +456,7 @@ def test_copies_at_once_are_capped_and_the_shared_limit_is_set(
     assert peak[0] == 2
     assert len(files_below(destination)) == 8
     runs = runs_by_name(state.state_details.flow_run_id, expect=8)
-    assert all("fta-test-nas" in r.tags for name, named in runs.items() if name.startswith("copy ") for r in named)
+    assert [r.tags for name, named in runs.items() if name.startswith("copy ") for r in named] == [["fta-test-nas"]] * 8
     with get_client(sync_client=True) as client:
         assert client.read_concurrency_limit_by_tag("fta-test-nas").concurrency_limit == 3
 
