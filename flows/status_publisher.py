@@ -78,23 +78,61 @@ class StatusPublisher:
                 log.debug("status artifact not published: %s", exc)
 
 
-def status_artifact_writer(agent: str) -> Publish:
-    """Publishes ``agent``'s status table; now and then deletes its old versions (``prune_versions``), in the same
-    thread."""
-    published = 0
-    key = status_key(agent)
+class StatusArtifactWriter:
+    """Publishes ``agent``'s status table; every ``PRUNE_EVERY`` publications (the first one too) deletes its old
+    versions (``prune_versions``) in a thread of its own.
 
-    def publish(rows: list[dict[str, Any]], description: str) -> None:
-        nonlocal published
-        create_table_artifact(rows, key=key, description=description)
-        published += 1
-        if published % PRUNE_EVERY == 1:
+    A pruning is one API call per version deleted; under a burst of task runs a hundred of them took a minute, and
+    made in the publishing thread they left the status that old. A publication never waits for one: a pruning due
+    while one is under way is done again once that one ends.
+    """
+
+    def __init__(self, agent: str) -> None:
+        self._key = status_key(agent)
+        self._published = 0
+        self._lock = threading.Lock()
+        self._again = False
+        self._pruning: threading.Thread | None = None
+
+    def __call__(self, rows: list[dict[str, Any]], description: str) -> None:
+        create_table_artifact(rows, key=self._key, description=description)
+        self._published += 1
+        if self._published % PRUNE_EVERY == 1:
+            self._prune_soon()
+
+    def _prune_soon(self) -> None:
+        with self._lock:
+            self._again = True
+            if self._pruning is not None and self._pruning.is_alive():
+                return  # it looks again before it ends
+            context = contextvars.copy_context()  # the flow run's API and settings
+            self._pruning = threading.Thread(target=context.run, args=(self._prune,), name="fta-prune", daemon=True)
+            self._pruning.start()
+
+    def _prune(self) -> None:
+        while True:
+            with self._lock:
+                if not self._again:
+                    return
+                self._again = False
             try:
-                prune_versions(key)
+                prune_versions(self._key)
             except Exception as exc:  # history left for the next pruning; never a reason to stop
                 log.debug("old status versions not pruned: %s", exc)
 
-    return publish
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for a pruning under way (and those due meanwhile); False when it outlasted ``timeout``."""
+        with self._lock:
+            thread = self._pruning
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+
+def status_artifact_writer(agent: str) -> StatusArtifactWriter:
+    """Publishes ``agent``'s status table (see ``StatusArtifactWriter``)."""
+    return StatusArtifactWriter(agent)
 
 
 class BoardStatus:

@@ -194,8 +194,9 @@ def test_the_status_and_the_storage_report_keep_their_history_short(
     @flow
     def ten_tables() -> None:
         publish = status_publisher.status_artifact_writer(AGENT)
-        for n in range(10):  # prunes after the 1st, 4th, 7th and 10th
+        for n in range(10):  # prunes after the 1st, 4th, 7th and 10th (in its own thread)
             publish([{"file": f"f{n}.mxf"}], f"table {n}")
+        assert publish.join(60)
 
     ten_tables()
     assert len(_versions(status_key(AGENT))) == 2

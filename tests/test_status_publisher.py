@@ -6,6 +6,9 @@ import contextvars
 import threading
 from typing import Any
 
+import pytest
+
+from flows import status_publisher
 from flows.status_publisher import StatusPublisher
 
 Row = dict[str, Any]
@@ -47,3 +50,33 @@ def test_close_publishes_the_last_table_and_a_failing_api_is_survived() -> None:
 
 def test_close_without_any_offer_is_immediate() -> None:
     assert StatusPublisher(lambda rows, description: None).close(timeout=0.1)
+
+
+def test_a_slow_pruning_never_holds_up_a_publication_and_one_due_meanwhile_runs_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Publications go on while old versions are being deleted; a pruning due meanwhile is not lost."""
+    created: list[str] = []
+    prunings: list[str] = []
+    release = threading.Event()
+
+    def prune(key: str) -> int:
+        prunings.append(f"{key} {marker.get()}")
+        release.wait(30)  # a hundred deletions on a busy server
+        return 0
+
+    monkeypatch.setattr(
+        status_publisher, "create_table_artifact", lambda rows, key, description: created.append(description)
+    )
+    monkeypatch.setattr(status_publisher, "prune_versions", prune)
+    monkeypatch.setattr(status_publisher, "PRUNE_EVERY", 2)
+    marker.set("flow-run-context")
+    write = status_publisher.StatusArtifactWriter("cam")
+    for n in range(5):  # prunings due after the 1st, 3rd and 5th; the first one is stuck
+        write([{"n": n}], f"table {n}")
+    assert created == [f"table {n}" for n in range(5)]
+    assert prunings == ["fta-status-cam flow-run-context"]
+    assert not write.join(0.05)
+    release.set()
+    assert write.join(30)
+    assert prunings == ["fta-status-cam flow-run-context"] * 2  # those due meanwhile: once more, after it
