@@ -844,7 +844,7 @@ def time_scenario(
 ) -> tuple[dict[str, list[float]], list[AgentRun]]:
     print(f"\n{scenario.title}: {runs} run(s) per contender", flush=True)
     big = len(scenario.sums) == 1
-    alone = [COPIER_ALONE] if big else []  # one big file: the copy task run against the copier alone
+    alone = [COPIER_ALONE]  # the copier called directly, one file after the other: what the flow adds to it
     rows: dict[str, list[float]] = {AGENT: [], AGENT_NET: [], **{name: [] for name in [*alone, *peers]}}
     if big:
         rows[TASK_RUN] = []
