@@ -72,6 +72,21 @@ def read_status(agent: str) -> tuple[list[dict[str, Any]], dict[str, int] | None
     return rows, counts_from_text(description)
 
 
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+
+
+def count_ended_copies(flow_run_id: uuid.UUID, timeout: float = 30.0) -> int:
+    """How many ``copy ...`` task runs of the flow run the server has recorded in a final state."""
+    body = {
+        "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
+        "task_runs": {"name": {"like_": "copy "}, "state": {"type": {"any_": list(ENDED)}}},
+    }
+    with get_client(httpx_settings={"timeout": timeout}, sync_client=True) as client:
+        response = client.request("POST", "/task_runs/count", json=body)
+        response.raise_for_status()
+        return int(response.json())
+
+
 def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:
     """Rows of the latest table artifact with ``key`` and when it was written (([], None) when there is none)."""
     rows, written, _ = _read_artifact(key)

@@ -9,17 +9,34 @@ copies.
 
 Prefect has no public API for the queue lengths: ``flows.prefect_internals`` reads its services' queues, and this
 says 0 when they change shape.
+
+Sent is not yet recorded: the server takes the events into in-memory queues of 10,000 and drops what does not fit
+("Subscription queue is full, dropping message"). A local server sharing two cores with the agent fell that far
+behind at 110 small files a second: 635 of 20,000 copies were never recorded as ended. So ``RecordingLag`` also asks
+the server, about once a second, how many of the run's copies it has recorded as ended, and the loop submits no copy
+while more than ``MAX_UNRECORDED`` ended here and are not recorded there.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
+import time
+from collections.abc import Callable
 
 from flows import prefect_internals
 
 log = logging.getLogger("fta.loop")
 
 MAX_UNSENT = 600  # records: about 150 small files' worth, sent in well under a second
+MAX_UNRECORDED = 500  # copy task runs ended here, not yet recorded there: about 1,500 events of the server's 10,000
+RECORD_POLL_SECONDS = 1.0
+# A count the server has not raised for this long while copies wait for it: the rest were lost on the way (its
+# queues dropped them); the copies go on, and the loss is logged.
+RECORD_STALL_SECONDS = 30.0
+# No answer from the server for this long: the lag is unknown, and copies are not held back for it.
+RECORD_ANSWER_SECONDS = 60.0
 
 
 def unsent_records() -> int:
@@ -31,3 +48,92 @@ def unsent_records() -> int:
             setattr(unsent_records, "warned", True)  # noqa: B010
             log.warning("cannot read Prefect's send queues (%s); copies are not paced to the run history", exc)
         return 0
+
+
+class RecordingLag:
+    """How many of this flow run's copy task runs ended here and are not yet recorded as ended by the server.
+
+    ``count``: the server's count of the run's ended copies (``flows.api_state.count_ended_copies``), asked from a
+    daemon thread of its own about once every ``poll`` seconds, never from the loop; None outside a flow run (no lag).
+    The lag never holds copies back for good: after ``RECORD_STALL_SECONDS`` without progress the missing records
+    are given up for lost, and without an answer for ``RECORD_ANSWER_SECONDS`` the lag counts as 0.
+    """
+
+    def __init__(
+        self,
+        count: Callable[[], int] | None,
+        clock: Callable[[], float] = time.monotonic,
+        poll: float = RECORD_POLL_SECONDS,
+    ) -> None:
+        self._count = count
+        self._clock = clock
+        self._poll = poll
+        self._ended = 0  # copies ended here (the loop's thread)
+        self._lost = 0  # records given up for lost
+        self._lag = 0
+        self._answered = clock()
+        self._recorded = -1
+        self._progressed = clock()  # the last time the server's count rose, or nothing was missing
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def of_current_flow_run(cls) -> RecordingLag:
+        """The lag of the flow run this thread runs in (none outside a flow run)."""
+        from prefect.context import FlowRunContext
+
+        from flows.api_state import count_ended_copies
+
+        context = FlowRunContext.get()
+        run = context.flow_run if context is not None else None
+        if run is None:
+            return cls(None)
+        flow_run_id = run.id
+        return cls(lambda: count_ended_copies(flow_run_id))
+
+    def ended(self, copies: int = 1) -> None:
+        """Copies ended here (their task runs settled); the first one starts the asking."""
+        self._ended += copies
+        if self._thread is None and self._count is not None:
+            context = contextvars.copy_context()  # the flow run's API and settings
+            self._thread = threading.Thread(target=context.run, args=(self._run,), name="fta-recorded", daemon=True)
+            self._thread.start()
+
+    def __call__(self) -> int:
+        """The lag as last measured (0 when the server has not answered for ``RECORD_ANSWER_SECONDS``)."""
+        if self._clock() - self._answered > RECORD_ANSWER_SECONDS:
+            return 0
+        return self._lag
+
+    def measure(self) -> None:
+        """Ask the server once (the thread does this every ``poll`` seconds)."""
+        assert self._count is not None
+        ended = self._ended  # before asking: what ends meanwhile is measured next time
+        try:
+            recorded = self._count()
+        except Exception as exc:  # the API slow or down: the last figure stands until it is too old
+            log.debug("could not count the recorded copies: %s", exc)
+            return
+        now = self._clock()
+        self._answered = now
+        missing = ended - self._lost - recorded
+        if missing <= 0 or recorded > self._recorded:
+            self._progressed = now
+        elif now - self._progressed > RECORD_STALL_SECONDS:
+            log.warning(
+                "the Prefect server has not recorded the end of %d copy task run(s) in %g s: their history is lost "
+                "(its log says why, e.g. 'queue is full'); the copies go on",
+                missing,
+                RECORD_STALL_SECONDS,
+            )
+            self._lost += missing
+            missing, self._progressed = 0, now
+        self._recorded = recorded
+        self._lag = max(0, missing)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll):
+            self.measure()

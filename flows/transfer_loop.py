@@ -31,7 +31,7 @@ from contextlib import contextmanager
 
 from prefect.context import TagsContext
 
-from flows.backlog import unsent_records
+from flows.backlog import RecordingLag, unsent_records
 from flows.config import copy_io, run_settings
 from flows.config_follower import ConfigFollower, Reactions
 from flows.copy_dispatcher import CopyDispatcher, LoopSummary
@@ -100,7 +100,10 @@ class TransferLoop:
         self.summary = LoopSummary()
         self.hold = SourceHold()
         self.watcher = SourceWatcher(settings, self.board, clock, self.runtime.wake.set, once, scope)
-        self.dispatcher = CopyDispatcher(self.runtime, self.summary, unsent)
+        # the server's record of this run's copies, asked about once a second (none outside a flow run)
+        self.dispatcher = CopyDispatcher(
+            self.runtime, self.summary, unsent, unrecorded=RecordingLag.of_current_flow_run()
+        )
         self.status = BoardStatus(self.board, clock, agent=settings.agent_name)
         self.guard = DestinationGuard(self.runtime, clock, before_hold=lambda: self.status.publish(force=True))
         reactions = Reactions(
@@ -175,6 +178,7 @@ class TransferLoop:
             self.halt.set()  # copies still running stop between chunks and remove their temp files
             self.watcher.stop_events()
             self.dispatcher.drain()
+            self.dispatcher.unrecorded.close()
             self.status.close()
 
     def _log_start(self) -> None:

@@ -16,7 +16,7 @@ import pytest
 from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.api_state import status_key
+from flows.api_state import count_ended_copies, status_key
 from flows.config import copy_io_in_process, run_in_process
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
@@ -420,6 +420,7 @@ def test_copy_task_runs_carry_no_tag_of_their_own_their_flow_run_the_agents(sour
     copies = [run for name, named in runs.items() if name.startswith("copy ") for run in named]
     assert sorted(run.name for run in copies) == ["copy a.mxf", "copy cam/b.mxf"]
     assert [run.tags for run in copies] == [[], []]
+    assert count_ended_copies(state.state_details.flow_run_id) == 2  # what pacing asks the server (flows.backlog)
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(state.state_details.flow_run_id)
     assert flow_run.tags == [agent_tag(default_agent_name())]

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flows import prefect_internals
-from flows.backlog import MAX_UNSENT, unsent_records
+from flows import backlog, prefect_internals
+from flows.backlog import (
+    MAX_UNRECORDED,
+    MAX_UNSENT,
+    RECORD_ANSWER_SECONDS,
+    RECORD_STALL_SECONDS,
+    RecordingLag,
+    unsent_records,
+)
 from flows.copy_dispatcher import PACE_SECONDS
 from flows.transfer_loop import TransferLoop
 from tests.conftest import FakeClock, MakeSettings, write
@@ -69,3 +77,99 @@ def test_send_queues_that_cannot_be_read_pace_nothing_and_are_said_once(
         assert unsent_records() == 0
     warnings = [record.getMessage() for record in caplog.records if record.name == "fta.loop"]
     assert len(warnings) == 1 and "_instances" in warnings[0], warnings
+
+
+def test_no_copy_is_submitted_while_the_server_has_not_recorded_the_copies_that_ended(
+    make_settings: MakeSettings, source: Path, clock: FakeClock
+) -> None:
+    """Sent is not recorded: a server behind drops what overflows its queues, so the loop waits for it too."""
+    for n in range(3):
+        write(source / f"clip{n}.mxf", os.urandom(100))
+    settings = make_settings(file_stable_time_seconds=5, max_concurrent_copies=1)
+    recorded = [0]
+    lag = RecordingLag(lambda: recorded[0], clock=clock)
+    loop = TransferLoop(settings, clock=clock, unsent=lambda: 0)
+    loop.dispatcher.unrecorded = lag
+    loop.watcher.scan()
+    clock.advance(5)
+    loop.watcher.scan()
+    lag._ended = MAX_UNRECORDED + 1  # ended here (the dispatcher counts them as it settles them)
+    lag.measure()
+    runner = FakeRunner()
+    assert loop.dispatcher.submit(runner) == 0  # type: ignore[arg-type]
+    assert loop.dispatcher.paced and runner.submitted == []
+    recorded[0] = 1
+    lag.measure()
+    assert lag() == MAX_UNRECORDED
+    assert loop.dispatcher.submit(runner) == 2  # type: ignore[arg-type]
+    assert runner.submitted == ["clip0.mxf", "clip1.mxf"]
+
+
+def test_records_the_server_never_makes_are_given_up_after_a_while_and_said(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Events the server dropped never come: the copies must not wait for them for good."""
+    recorded = [0]
+    lag = RecordingLag(lambda: recorded[0], clock=clock)
+    lag._ended = 700
+    lag.measure()
+    assert lag() == 700
+    recorded[0] = 650  # it catches up, then stops short: 50 were dropped
+    clock.advance(RECORD_STALL_SECONDS)
+    lag.measure()
+    assert lag() == 50  # progress: still waited for
+    clock.advance(RECORD_STALL_SECONDS)
+    lag.measure()
+    assert lag() == 50  # exactly the stall time: still waited for
+    clock.advance(1)
+    with caplog.at_level(logging.WARNING, logger="fta.loop"):
+        lag.measure()
+    assert lag() == 0
+    assert any("50 copy task run(s)" in record.getMessage() for record in caplog.records)
+    lag._ended += 10  # later copies are measured against what is left
+    lag.measure()
+    assert lag() == 10
+    recorded[0] = 660
+    lag.measure()
+    assert lag() == 0
+
+
+def test_a_server_that_does_not_answer_holds_no_copy_back_for_long(clock: FakeClock) -> None:
+    answers: list[int | Exception] = [0, ConnectionError("refused")]
+
+    def count() -> int:
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    lag = RecordingLag(count, clock=clock)
+    lag._ended = 900
+    lag.measure()
+    assert lag() == 900
+    clock.advance(RECORD_ANSWER_SECONDS)
+    lag.measure()  # no answer: the last figure stands for a while
+    assert lag() == 900
+    clock.advance(1)
+    assert lag() == 0
+    assert RecordingLag(None)() == 0  # outside a flow run: nothing to ask
+
+
+def test_the_lag_is_asked_from_a_thread_of_its_own_once_copies_end() -> None:
+    asked = threading.Event()
+
+    def count() -> int:
+        asked.set()
+        return 0
+
+    lag = RecordingLag(count, poll=0.01)
+    assert lag._thread is None  # nothing ended yet: nothing asked
+    lag.ended(3)
+    try:
+        assert asked.wait(30)
+    finally:
+        lag.close()
+    assert lag._thread is not None and lag._thread.name == "fta-recorded"
+    lag._thread.join(30)
+    assert not lag._thread.is_alive()
+    assert backlog.MAX_UNRECORDED < 10_000 // 3  # under the server's queue of 10,000 events, at 3 events a copy
