@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -85,6 +85,26 @@ def count_ended_copies(flow_run_id: uuid.UUID, timeout: float = 30.0) -> int:
         response = client.request("POST", "/task_runs/count", json=body)
         response.raise_for_status()
         return int(response.json())
+
+
+def newest_copy_event(flow_run_id: uuid.UUID, window: float, timeout: float = 30.0) -> datetime | None:
+    """When the newest task-run event of the flow run that the server has stored occurred, looked for in the last
+    ``window`` seconds only (a watch run lives for months; the window keeps the query small). None: none there."""
+    now = datetime.now(UTC)
+    body = {
+        "filter": {
+            "occurred": {"since": (now - timedelta(seconds=window)).isoformat(), "until": now.isoformat()},
+            "event": {"prefix": ["prefect.task-run."]},
+            "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+            "order": "DESC",
+        },
+        "limit": 1,
+    }
+    with get_client(httpx_settings={"timeout": timeout}, sync_client=True) as client:
+        response = client.request("POST", "/events/filter", json=body)
+        response.raise_for_status()
+        events = response.json().get("events") or []
+    return datetime.fromisoformat(events[0]["occurred"]) if events else None
 
 
 def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:

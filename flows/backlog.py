@@ -14,7 +14,10 @@ Sent is not yet recorded: the server takes the events into in-memory queues of 1
 ("Subscription queue is full, dropping message"). A local server sharing two cores with the agent fell that far
 behind at 110 small files a second: 635 of 20,000 copies were never recorded as ended. So ``RecordingLag`` also asks
 the server, about once a second, how many of the run's copies it has recorded as ended, and the loop submits no copy
-while more than ``MAX_UNRECORDED`` ended here and are not recorded there.
+while more than ``MAX_UNRECORDED`` ended here and are not recorded there. The events the server stores (its event
+persister, slower still: 10,000 no-op task runs of Prefect's own overflowed both queues) are followed by time: the loop
+also waits while the newest stored task-run event of the run is more than ``MAX_EVENT_LAG_SECONDS`` older than the
+copy that ended last here.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from flows import prefect_internals
 
@@ -35,6 +39,9 @@ RECORD_POLL_SECONDS = 1.0
 # A count the server has not raised for this long while copies wait for it: the rest were lost on the way (its
 # queues dropped them); the copies go on, and the loss is logged.
 RECORD_STALL_SECONDS = 30.0
+MAX_EVENT_LAG_SECONDS = 5.0  # the stored events this far behind the copies: about 1,500 events at 100 files/s
+CAUGHT_UP_SLACK_SECONDS = 1.0  # a copy's last event occurs a little before the loop sees it end
+EVENT_WINDOW_SECONDS = 30.0  # how far back the newest stored event is looked for (nothing there: that far behind)
 # No answer from the server for this long: the lag is unknown, and copies are not held back for it.
 RECORD_ANSWER_SECONDS = 60.0
 
@@ -64,8 +71,17 @@ class RecordingLag:
         count: Callable[[], int] | None,
         clock: Callable[[], float] = time.monotonic,
         poll: float = RECORD_POLL_SECONDS,
+        newest_stored: Callable[[], datetime | None] | None = None,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``newest_stored``: when the newest task-run event of the run the server stored occurred (None: none in
+        the last ``EVENT_WINDOW_SECONDS``); ``wall``: the time of day it is compared with."""
         self._count = count
+        self._newest_stored = newest_stored
+        self._wall = wall
+        self._last_end: datetime | None = None  # when the last copy ended here
+        self._pending_since: datetime | None = None  # the first copy ended since the stored events caught up
+        self.event_lag = 0.0  # seconds the stored events are behind the copies, as last measured
         self._clock = clock
         self._poll = poll
         self._ended = 0  # copies ended here (the loop's thread)
@@ -82,18 +98,24 @@ class RecordingLag:
         """The lag of the flow run this thread runs in (none outside a flow run)."""
         from prefect.context import FlowRunContext
 
-        from flows.api_state import count_ended_copies
+        from flows.api_state import count_ended_copies, newest_copy_event
 
         context = FlowRunContext.get()
         run = context.flow_run if context is not None else None
         if run is None:
             return cls(None)
         flow_run_id = run.id
-        return cls(lambda: count_ended_copies(flow_run_id))
+        return cls(
+            lambda: count_ended_copies(flow_run_id),
+            newest_stored=lambda: newest_copy_event(flow_run_id, EVENT_WINDOW_SECONDS),
+        )
 
     def ended(self, copies: int = 1) -> None:
         """Copies ended here (their task runs settled); the first one starts the asking."""
         self._ended += copies
+        self._last_end = self._wall()
+        if self._pending_since is None:
+            self._pending_since = self._last_end
         if self._thread is None and self._count is not None:
             context = contextvars.copy_context()  # the flow run's API and settings
             self._thread = threading.Thread(target=context.run, args=(self._run,), name="fta-recorded", daemon=True)
@@ -105,15 +127,25 @@ class RecordingLag:
             return 0
         return self._lag
 
+    def behind(self) -> bool:
+        """Is the server's record too far behind the copies for another one to be submitted?"""
+        if self._clock() - self._answered > RECORD_ANSWER_SECONDS:
+            return False
+        return self._lag > MAX_UNRECORDED or self.event_lag > MAX_EVENT_LAG_SECONDS
+
     def measure(self) -> None:
         """Ask the server once (the thread does this every ``poll`` seconds)."""
         assert self._count is not None
-        ended = self._ended  # before asking: what ends meanwhile is measured next time
+        ended, last_end, pending = self._ended, self._last_end, self._pending_since  # before asking
         try:
             recorded = self._count()
-        except Exception as exc:  # the API slow or down: the last figure stands until it is too old
+            looked = self._wall()
+            newest = self._newest_stored() if self._newest_stored is not None else None
+        except Exception as exc:  # the API slow or down: the last figures stand until they are too old
             log.debug("could not count the recorded copies: %s", exc)
             return
+        if self._newest_stored is not None:
+            self.event_lag = self._event_lag(last_end, pending, newest, looked)
         now = self._clock()
         self._answered = now
         missing = ended - self._lost - recorded
@@ -130,6 +162,19 @@ class RecordingLag:
             missing, self._progressed = 0, now
         self._recorded = recorded
         self._lag = max(0, missing)
+
+    def _event_lag(
+        self, last_end: datetime | None, pending: datetime | None, newest: datetime | None, looked: datetime
+    ) -> float:
+        """How old the oldest copy end is whose events are not stored yet (0: all stored)."""
+        if last_end is None or pending is None:
+            return 0.0
+        if newest is not None and newest >= last_end - timedelta(seconds=CAUGHT_UP_SLACK_SECONDS):
+            if self._last_end == last_end:  # no copy ended while asking: from the next end on
+                self._pending_since = None
+            return 0.0
+        oldest_unstored = pending if newest is None else max(pending, newest)
+        return min(EVENT_WINDOW_SECONDS, max(0.0, (looked - oldest_unstored).total_seconds()))
 
     def close(self) -> None:
         self._stop.set()

@@ -7,9 +7,9 @@ once. A file whose last task run is not settled yet is never submitted again: ne
 Memory stays flat over days: futures are dropped as soon as they are settled, and the pool is replaced every
 ``RUNNER_ROTATION`` submissions (Prefect's thread pool keeps a cancel event per task it ever ran), or when the copy
 limit changes. Submissions pause until the old pool's copies have ended, so closing it never cancels a queued
-copy. When Prefect's send queues hold more than ``MAX_UNSENT`` run-history records, or more than ``MAX_UNRECORDED``
-copies ended here are not yet recorded as ended by the server (``flows.backlog``), submissions pause too (paced)
-until the history catches up: the history of a burst of small files must not run away from the copies.
+copy. When Prefect's send queues hold more than ``MAX_UNSENT`` run-history records, or the server's record of the
+copies is behind (``flows.backlog.RecordingLag``: copies ended and not recorded, events not yet stored), submissions
+pause too (paced) until the history catches up: the history of a burst of small files must not run away from the copies.
 
 A failed submission is logged and its file goes back to waiting for the next cycle: the Prefect API being slow or
 down never ends a run.
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from prefect.exceptions import ExternalSignal
 
-from flows.backlog import MAX_UNRECORDED, MAX_UNSENT, RecordingLag
+from flows.backlog import MAX_UNSENT, RecordingLag
 from flows.prefect_internals import close_task_runner, start_task_runner
 from fta.board import IN_FLIGHT
 from fta.settings import Settings
@@ -140,9 +140,7 @@ class CopyDispatcher:
         # the first Ready files in path order, as many as may be queued (those still in flight are skipped)
         first = board.ready_files(limit=max(1, capacity) + len(self._futures))
         ready = [rel for rel in first if rel not in self._futures]
-        self.paced = (
-            bool(ready) and capacity > 0 and (self._unsent() > MAX_UNSENT or self.unrecorded() > MAX_UNRECORDED)
-        )
+        self.paced = bool(ready) and capacity > 0 and (self._unsent() > MAX_UNSENT or self.unrecorded.behind())
         if self.paced:  # the run history is behind: let Prefect's sender threads and the server catch up first
             log.debug(
                 "copies paced: the run history is behind (%d unsent, %d unrecorded)", self._unsent(), self.unrecorded()

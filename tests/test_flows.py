@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.api_state import count_ended_copies, status_key
+from flows.api_state import count_ended_copies, newest_copy_event, status_key
 from flows.config import copy_io_in_process, run_in_process
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
@@ -421,6 +422,16 @@ def test_copy_task_runs_carry_no_tag_of_their_own_their_flow_run_the_agents(sour
     assert sorted(run.name for run in copies) == ["copy a.mxf", "copy cam/b.mxf"]
     assert [run.tags for run in copies] == [[], []]
     assert count_ended_copies(state.state_details.flow_run_id) == 2  # what pacing asks the server (flows.backlog)
+    stored: list[datetime | None] = [None]
+
+    def newest_stored() -> bool:
+        stored[0] = newest_copy_event(state.state_details.flow_run_id, 600)
+        return stored[0] is not None
+
+    wait_until(newest_stored, what="the copies' events stored")
+    ends = [run.end_time for run in copies if run.end_time is not None]
+    assert stored[0] is not None and len(ends) == 2
+    assert abs((stored[0] - max(ends)).total_seconds()) < 5  # the last copy's Completed event
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(state.state_details.flow_run_id)
     assert flow_run.tags == [agent_tag(default_agent_name())]

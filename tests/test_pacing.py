@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 
 from flows import backlog, prefect_internals
 from flows.backlog import (
+    EVENT_WINDOW_SECONDS,
+    MAX_EVENT_LAG_SECONDS,
     MAX_UNRECORDED,
     MAX_UNSENT,
     RECORD_ANSWER_SECONDS,
@@ -173,3 +176,39 @@ def test_the_lag_is_asked_from_a_thread_of_its_own_once_copies_end() -> None:
     lag._thread.join(30)
     assert not lag._thread.is_alive()
     assert backlog.MAX_UNRECORDED < 10_000 // 3  # under the server's queue of 10,000 events, at 3 events a copy
+
+
+def test_stored_events_far_behind_the_copies_hold_submissions_until_they_catch_up(clock: FakeClock) -> None:
+    """The server's event persister is its slowest consumer: followed by the time of the newest event it stored."""
+    wall = [datetime(2026, 12, 2, 9, 0, 0, tzinfo=UTC)]
+    stored: list[datetime | None] = [None]
+    lag = RecordingLag(lambda: 0, clock=clock, newest_stored=lambda: stored[0], wall=lambda: wall[0])
+
+    def ended_and_measured(after: float) -> None:
+        lag._ended = 0  # counted as recorded: only the events are behind here
+        wall[0] += timedelta(seconds=after)
+        lag.measure()
+
+    lag.measure()
+    assert lag.event_lag == 0.0 and not lag.behind()  # nothing ended: nothing to wait for
+    lag.ended()  # 09:00:00, after a quiet hour: nothing of this run stored in the window yet
+    ended_and_measured(1)
+    assert lag.event_lag == 1.0 and not lag.behind()  # its events are one second behind
+    for _ in range(int(MAX_EVENT_LAG_SECONDS)):
+        lag.ended()
+        ended_and_measured(1)
+    assert lag.event_lag == MAX_EVENT_LAG_SECONDS + 1 and lag.behind()  # still none stored, six seconds on
+    stored[0] = wall[0] - timedelta(seconds=3)  # stored up to 09:00:03: the copies after it are 3 s behind
+    lag.measure()
+    assert lag.event_lag == 3.0 and not lag.behind()
+    stored[0] = wall[0] - timedelta(seconds=1.5)  # the last copy ended at 09:00:05: caught up within the slack
+    lag.measure()
+    assert lag.event_lag == 0.0
+    wall[0] += timedelta(seconds=3600)  # a quiet hour; the next copy is measured from its own end
+    lag.ended()
+    ended_and_measured(2)
+    assert lag.event_lag == 2.0
+    ended_and_measured(EVENT_WINDOW_SECONDS * 2)
+    assert lag.event_lag == EVENT_WINDOW_SECONDS and lag.behind()  # never stored: at most the window
+    clock.advance(RECORD_ANSWER_SECONDS + 1)
+    assert not lag.behind()  # no answer for a minute: nothing held back
