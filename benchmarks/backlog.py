@@ -26,6 +26,9 @@ as after a reboot. Measured from its start:
 - every second (own threads, Prefect's sync client): the newest version of the ``fta-status-<agent>`` artifact (its
   data's size, how old it is when the answer arrives) and the time ``read_task_runs(limit=200)`` takes to answer.
 
+- the server's log until it is idle after the drain: lines with "queue is full", "dropped" or "error flushing" (its
+  in-memory queues drop what overflows; a database growth below the floor then only means lost events).
+
 At the end, untimed: every file is at the destination with the master's size and checksum, none is left in the
 source (nor a temp file at the destination), then ``fta up`` is stopped with SIGTERM. The goals of a calm backlog are
 printed with PASS/FAIL where the figure exists; ``--json PATH`` writes every figure.
@@ -59,6 +62,8 @@ from typing import Any
 
 from copier_throughput import destination_mount, drop_caches, human, parse_size, print_machine
 from flow_throughput import (
+    SERVER_WARNINGS,
+    LogWatch,
     checksums,
     copies_of,
     count_completed,
@@ -601,6 +606,7 @@ class Measured:
     floor: Floor | None
     caches_dropped: bool
     observer_cpu: float  # this process's CPU seconds from fta up's start until the source was empty
+    server_warnings: list[str]  # server-log lines with SERVER_WARNINGS, from the start until idle after the drain
 
 
 def stats(values: list[float]) -> dict[str, float | None]:
@@ -662,6 +668,8 @@ def figures(m: Measured) -> dict[str, Any]:
         "list_seconds": stats([r.seconds for r in m.listing]),
         "caches_dropped": m.caches_dropped,
         "observer_cpu_seconds": m.observer_cpu,
+        "server_warnings": len(m.server_warnings),
+        "server_warnings_first": m.server_warnings[:3],
     }
 
 
@@ -689,7 +697,12 @@ def goals(doc: dict[str, Any], small_file_rate: float | None) -> list[Goal]:
             f"median {listing['median']:.3f} s, max {listing['max']:.3f} s,"
             f" {doc['list_reads']} reads, {doc['list_errors']} failed"
         )
-    return [*found, stale, quick]
+    words = " / ".join(f"'{word}'" for word in SERVER_WARNINGS)
+    kept = Goal("the server kept every event (its log until idle after the drain)", doc["server_warnings"] == 0, "")
+    kept.detail = f"{doc['server_warnings']} line(s) with {words}"
+    if doc["server_warnings_first"]:
+        kept.detail += f"; the first: {doc['server_warnings_first'][0][:160]}"
+    return [*found, stale, quick, kept]
 
 
 def drain_goal(doc: dict[str, Any], small_file_rate: float | None) -> Goal:
@@ -934,6 +947,7 @@ def measure(args: argparse.Namespace, agent: Agent, credential: str, before: DbS
         end = time.perf_counter() - started
         db = agent.data / "prefect" / "prefect.db"
         db_end = db_size(db)  # not drained: while the agent still works, as it was at the timeout
+        warnings = LogWatch(agent.data / "prefect" / "server.log", SERVER_WARNINGS).new_matches()
         floor = None
         if not run.drained:
             print("Prefect's floor: not measured (the agent is still draining; it would write meanwhile)")
@@ -959,6 +973,7 @@ def measure(args: argparse.Namespace, agent: Agent, credential: str, before: DbS
         floor,
         dropped,
         observer,
+        warnings,
     )
 
 

@@ -82,6 +82,9 @@ class RecordingLag:
         self._last_end: datetime | None = None  # when the last copy ended here
         self._pending_since: datetime | None = None  # the first copy ended since the stored events caught up
         self.event_lag = 0.0  # seconds the stored events are behind the copies, as last measured
+        self._newest_seen: datetime | None = None
+        self._events_moved = clock()  # the last time the newest stored event changed, or they were not behind
+        self._events_stuck = False
         self._clock = clock
         self._poll = poll
         self._ended = 0  # copies ended here (the loop's thread)
@@ -145,7 +148,7 @@ class RecordingLag:
             log.debug("could not count the recorded copies: %s", exc)
             return
         if self._newest_stored is not None:
-            self.event_lag = self._event_lag(last_end, pending, newest, looked)
+            self._follow_events(self._event_lag(last_end, pending, newest, looked), newest)
         now = self._clock()
         self._answered = now
         missing = ended - self._lost - recorded
@@ -162,6 +165,23 @@ class RecordingLag:
             missing, self._progressed = 0, now
         self._recorded = recorded
         self._lag = max(0, missing)
+
+    def _follow_events(self, lag: float, newest: datetime | None) -> None:
+        """Take the measured lag, unless the stored events have not moved for ``RECORD_STALL_SECONDS`` while behind
+        (a server that stores no events: its event persister off): then they are not waited for until they move."""
+        now = self._clock()
+        behind_before = self._events_stuck or self.event_lag > MAX_EVENT_LAG_SECONDS
+        if newest != self._newest_seen or lag <= MAX_EVENT_LAG_SECONDS or not behind_before:
+            self._newest_seen, self._events_moved = newest, now  # moving, caught up, or just fallen behind
+            self._events_stuck = False
+        elif not self._events_stuck and now - self._events_moved > RECORD_STALL_SECONDS:
+            log.warning(
+                "the Prefect server has stored no task-run event of this run for %g s (its event persister may be "
+                "off or behind); the copies go on without waiting for it",
+                RECORD_STALL_SECONDS,
+            )
+            self._events_stuck = True
+        self.event_lag = 0.0 if self._events_stuck else lag
 
     def _event_lag(
         self, last_end: datetime | None, pending: datetime | None, newest: datetime | None, looked: datetime

@@ -212,3 +212,36 @@ def test_stored_events_far_behind_the_copies_hold_submissions_until_they_catch_u
     assert lag.event_lag == EVENT_WINDOW_SECONDS and lag.behind()  # never stored: at most the window
     clock.advance(RECORD_ANSWER_SECONDS + 1)
     assert not lag.behind()  # no answer for a minute: nothing held back
+
+
+def test_a_server_that_stores_no_event_holds_copies_back_only_for_a_while_and_it_is_said(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server with its event persister off never stores one: the copies must not wait for it for good."""
+    wall = [datetime(2026, 12, 2, 9, 0, 0, tzinfo=UTC)]
+    stored: list[datetime | None] = [None]
+    lag = RecordingLag(lambda: 0, clock=clock, newest_stored=lambda: stored[0], wall=lambda: wall[0])
+    lag.ended()
+    lag._ended = 0  # counted as recorded: only the events are behind
+
+    def later(seconds: float) -> None:
+        wall[0] += timedelta(seconds=seconds)
+        clock.advance(seconds)
+        lag.measure()
+
+    later(MAX_EVENT_LAG_SECONDS + 1)
+    assert lag.behind()
+    later(RECORD_STALL_SECONDS - MAX_EVENT_LAG_SECONDS)
+    assert lag.behind()  # not yet given up
+    with caplog.at_level(logging.WARNING, logger="fta.loop"):
+        later(MAX_EVENT_LAG_SECONDS + 1)
+    assert not lag.behind()
+    assert sum("stored no task-run event" in record.getMessage() for record in caplog.records) == 1
+    later(60)
+    assert not lag.behind()  # still nothing stored: still not waited for, said once
+    assert sum("stored no task-run event" in record.getMessage() for record in caplog.records) == 1
+    stored[0] = wall[0] - timedelta(seconds=10)  # it stores again (up to before the copy ending now)
+    lag.ended()
+    lag._ended = 0
+    later(MAX_EVENT_LAG_SECONDS + 1)
+    assert lag.behind()  # followed again: this copy's events are six seconds behind
