@@ -39,7 +39,7 @@ RECORD_POLL_SECONDS = 1.0
 # A count the server has not raised for this long while copies wait for it: the rest were lost on the way (its
 # queues dropped them); the copies go on, and the loss is logged.
 RECORD_STALL_SECONDS = 30.0
-MAX_EVENT_LAG_SECONDS = 5.0  # the stored events this far behind the copies: about 1,500 events at 100 files/s
+MAX_EVENT_LAG_SECONDS = 15.0  # the stored events this far behind the copies: about 5,000 events at 110 files/s
 CAUGHT_UP_SLACK_SECONDS = 1.0  # a copy's last event occurs a little before the loop sees it end
 EVENT_WINDOW_SECONDS = 30.0  # how far back the newest stored event is looked for (nothing there: that far behind)
 # No answer from the server for this long: the lag is unknown, and copies are not held back for it.
