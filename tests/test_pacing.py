@@ -43,17 +43,22 @@ class FakeRunner:
         return FakeFuture()
 
 
-def test_no_copy_is_submitted_while_the_history_is_behind(
-    make_settings: MakeSettings, source: Path, clock: FakeClock
-) -> None:
+def three_ready_clips(make_settings: MakeSettings, source: Path, clock: FakeClock, unsent: Any) -> TransferLoop:
+    """A loop (one copy at a time) whose board holds three files past their stable time."""
     for n in range(3):
         write(source / f"clip{n}.mxf", os.urandom(100))
-    settings = make_settings(file_stable_time_seconds=5, max_concurrent_copies=1)
-    backlog = [MAX_UNSENT + 1]
-    loop = TransferLoop(settings, clock=clock, unsent=lambda: backlog[0])
+    loop = TransferLoop(make_settings(file_stable_time_seconds=5, max_concurrent_copies=1), clock=clock, unsent=unsent)
     loop.watcher.scan()
     clock.advance(5)
     loop.watcher.scan()
+    return loop
+
+
+def test_no_copy_is_submitted_while_the_history_is_behind(
+    make_settings: MakeSettings, source: Path, clock: FakeClock
+) -> None:
+    backlog = [MAX_UNSENT + 1]
+    loop = three_ready_clips(make_settings, source, clock, lambda: backlog[0])
     runner = FakeRunner()
     assert loop.dispatcher.submit(runner) == 0  # type: ignore[arg-type]
     assert loop.dispatcher.paced and runner.submitted == []
@@ -86,16 +91,10 @@ def test_no_copy_is_submitted_while_the_server_has_not_recorded_the_copies_that_
     make_settings: MakeSettings, source: Path, clock: FakeClock
 ) -> None:
     """Sent is not recorded: a server behind drops what overflows its queues, so the loop waits for it too."""
-    for n in range(3):
-        write(source / f"clip{n}.mxf", os.urandom(100))
-    settings = make_settings(file_stable_time_seconds=5, max_concurrent_copies=1)
     recorded = [0]
     lag = RecordingLag(lambda: recorded[0], clock=clock)
-    loop = TransferLoop(settings, clock=clock, unsent=lambda: 0)
+    loop = three_ready_clips(make_settings, source, clock, lambda: 0)
     loop.dispatcher.unrecorded = lag
-    loop.watcher.scan()
-    clock.advance(5)
-    loop.watcher.scan()
     lag._ended = MAX_UNRECORDED + 1  # ended here (the dispatcher counts them as it settles them)
     lag.measure()
     runner = FakeRunner()
