@@ -94,6 +94,8 @@ class RecordingLag:
         self._recorded = -1
         self._progressed = clock()  # the last time the server's count rose, or nothing was missing
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a copy ended, or the asking is to end
+        self.idle = False  # caught up and nothing ended since: not asking until a copy ends
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -119,6 +121,7 @@ class RecordingLag:
         self._last_end = self._wall()
         if self._pending_since is None:
             self._pending_since = self._last_end
+        self._wake.set()
         if self._thread is None and self._count is not None:
             context = contextvars.copy_context()  # the flow run's API and settings
             self._thread = threading.Thread(target=context.run, args=(self._run,), name="fta-recorded", daemon=True)
@@ -198,7 +201,20 @@ class RecordingLag:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._poll):
+        """About once every ``poll`` seconds while copies end or the server is behind; an idle watch run (months of
+        it) asks nothing until the next copy ends."""
+        measured = -1
+        while not self._stop.is_set():
+            if self._ended == measured and self._lag == 0 and self.event_lag == 0.0:
+                self.idle = True
+                self._wake.wait()
+                self._wake.clear()
+                self.idle = False
+                continue
+            if self._stop.wait(self._poll):
+                return
+            measured = self._ended
             self.measure()

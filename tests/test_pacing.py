@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from flows.backlog import (
 from flows.copy_dispatcher import PACE_SECONDS
 from flows.transfer_loop import TransferLoop
 from tests.conftest import FakeClock, MakeSettings, write
+from tests.prefect_helpers import wait_until
 
 
 class FakeFuture:
@@ -157,18 +157,25 @@ def test_a_server_that_does_not_answer_holds_no_copy_back_for_long(clock: FakeCl
     assert RecordingLag(None)() == 0  # outside a flow run: nothing to ask
 
 
-def test_the_lag_is_asked_from_a_thread_of_its_own_once_copies_end() -> None:
-    asked = threading.Event()
+def test_the_lag_is_asked_from_a_thread_of_its_own_while_copies_end_and_not_when_idle() -> None:
+    asked: list[int] = []
+    recorded = [0]
 
     def count() -> int:
-        asked.set()
-        return 0
+        asked.append(recorded[0])
+        return recorded[0]
 
     lag = RecordingLag(count, poll=0.01)
     assert lag._thread is None  # nothing ended yet: nothing asked
     lag.ended(3)
     try:
-        assert asked.wait(30)
+        wait_until(lambda: len(asked) >= 2 and lag() == 3, what="the lag asked, then asked again while behind")
+        recorded[0] = 3
+        wait_until(lambda: lag.idle, what="an idle thread once caught up")
+        assert lag() == 0
+        before = len(asked)
+        lag.ended()
+        wait_until(lambda: len(asked) > before, what="the next copy's end asked about")
     finally:
         lag.close()
     assert lag._thread is not None and lag._thread.name == "fta-recorded"
