@@ -58,10 +58,11 @@ def test_a_slow_pruning_never_holds_up_a_publication_and_one_due_meanwhile_runs_
     """Publications go on while old versions are being deleted; a pruning due meanwhile is not lost."""
     created: list[str] = []
     prunings: list[str] = []
-    release = threading.Event()
+    release, pruning = threading.Event(), threading.Event()
 
     def prune(key: str) -> int:
         prunings.append(f"{key} {marker.get()}")
+        pruning.set()
         release.wait(30)  # a hundred deletions on a busy server
         return 0
 
@@ -75,6 +76,7 @@ def test_a_slow_pruning_never_holds_up_a_publication_and_one_due_meanwhile_runs_
     for n in range(5):  # prunings due after the 1st, 3rd and 5th; the first one is stuck
         write([{"n": n}], f"table {n}")
     assert created == [f"table {n}" for n in range(5)]
+    assert pruning.wait(30)  # the first pruning, in its own thread, is stuck
     assert prunings == ["fta-status-cam flow-run-context"]
     assert not write.join(0.05)
     release.set()
