@@ -73,10 +73,11 @@ def test_a_slow_pruning_never_holds_up_a_publication_and_one_due_meanwhile_runs_
     monkeypatch.setattr(status_publisher, "PRUNE_EVERY", 2)
     marker.set("flow-run-context")
     write = status_publisher.StatusArtifactWriter("cam")
-    for n in range(5):  # prunings due after the 1st, 3rd and 5th; the first one is stuck
+    write([{"n": 0}], "table 0")  # a pruning due after the 1st
+    assert pruning.wait(30)  # under way in its own thread, and stuck
+    for n in range(1, 5):  # due again after the 3rd and the 5th
         write([{"n": n}], f"table {n}")
     assert created == [f"table {n}" for n in range(5)]
-    assert pruning.wait(30)  # the first pruning, in its own thread, is stuck
     assert prunings == ["fta-status-cam flow-run-context"]
     assert not write.join(0.05)
     release.set()
