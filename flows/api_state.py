@@ -81,10 +81,7 @@ def count_ended_copies(flow_run_id: uuid.UUID, timeout: float = 30.0) -> int:
         "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
         "task_runs": {"name": {"like_": "copy "}, "state": {"type": {"any_": list(ENDED)}}},
     }
-    with get_client(httpx_settings={"timeout": timeout}, sync_client=True) as client:
-        response = client.request("POST", "/task_runs/count", json=body)
-        response.raise_for_status()
-        return int(response.json())
+    return int(_post("/task_runs/count", body, timeout))
 
 
 def newest_copy_event(flow_run_id: uuid.UUID, window: float, timeout: float = 30.0) -> datetime | None:
@@ -100,11 +97,16 @@ def newest_copy_event(flow_run_id: uuid.UUID, window: float, timeout: float = 30
         },
         "limit": 1,
     }
-    with get_client(httpx_settings={"timeout": timeout}, sync_client=True) as client:
-        response = client.request("POST", "/events/filter", json=body)
-        response.raise_for_status()
-        events = response.json().get("events") or []
+    events = _post("/events/filter", body, timeout).get("events") or []
     return datetime.fromisoformat(events[0]["occurred"]) if events else None
+
+
+def _post(path: Any, body: dict[str, Any], timeout: float) -> Any:
+    """The JSON answer of one POST to the API (an HTTP error raised)."""
+    with get_client(httpx_settings={"timeout": timeout}, sync_client=True) as client:
+        response = client.request("POST", path, json=body)
+        response.raise_for_status()
+        return response.json()
 
 
 def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:
