@@ -34,6 +34,10 @@ when permitted, the page cache is dropped; the contenders' order alternates betw
 the destination must hold exactly the expected files with the masters' checksums (all of them), and the movers must
 have emptied their source.
 
+Prefect alone, after the agent's runs: as many no-op task runs as small files, in one flow of their own through a
+``ThreadPoolTaskRunner`` of ``max_concurrent_copies`` workers on the same server, CPU counted as the agent's is (this
+process and the server, from the flow's start until the API has them all Completed).
+
 Goals (small files): the agent's median is at least 500 files/s, stable time included; every run's task runs are
 all recorded Completed within 10 s of its last copy, none dropped. ``--json PATH`` also writes the medians, lags,
 dropped counts, CPU per file and the goals' results.
@@ -76,7 +80,6 @@ from copier_throughput import (
 )
 
 from deployments.local_server import LocalServer, basic_auth
-from flows.config import run_in_process
 from fta.copier import Copier, hash_file
 from fta.probe import PROBE_PREFIX
 from fta.procstat import all_processes
@@ -361,6 +364,7 @@ class WatchRun:
         self.thread = threading.Thread(target=self._run, name="watch_folder", daemon=True)
 
     def _run(self) -> None:
+        from flows.config import run_in_process
         from flows.watch_folder import watch_folder
 
         try:
@@ -759,6 +763,9 @@ def write_json(
             "seconds": floor.seconds,
             "task_runs_per_s": floor.rate,
             "cpu_ms_per_task_run": 1000 * floor.cpu / floor.task_runs,
+            "server_cpu_ms_per_task_run": finite(1000 * floor.server_cpu / floor.task_runs)
+            if floor.server_cpu is not None
+            else None,
         }
     for scenario in scenarios:
         runs = agent_runs[scenario.key]
@@ -826,6 +833,16 @@ def start_server(data_path: Path) -> LocalServer:
     return server
 
 
+def require_own_server(api_url: str) -> None:
+    """Prefect reads PREFECT_API_URL once, when imported: imported before the server ran, its runs would go to a
+    temporary server of its own (another process on the same database, whose CPU no row counts)."""
+    from prefect.settings import get_current_settings
+
+    configured = get_current_settings().api.url
+    if configured != api_url:
+        raise SystemExit(f"Prefect was imported before the server started: its API URL is {configured}, not {api_url}")
+
+
 def copies_of(requested: int | None) -> int:
     default: int = Settings.model_fields["max_concurrent_copies"].default
     return requested if requested is not None else default
@@ -880,24 +897,29 @@ class Floor:
 
     task_runs: int
     seconds: float
-    cpu: float
+    cpu: float  # this process, from the flow's start until its task runs are recorded Completed (as the agent's)
+    server_cpu: float | None = None  # the server and its children, same window; None: not measured
 
     @property
     def rate(self) -> float:
         return self.task_runs / self.seconds
 
     def line(self) -> str:
+        server = "" if self.server_cpu is None else f", server {1000 * self.server_cpu / self.task_runs:.2f} ms"
         return (
             f"Prefect alone: {self.task_runs} no-op task runs (one flow, its own ThreadPoolTaskRunner, this server):"
-            f" {self.rate:.0f} task runs/s, {1000 * self.cpu / self.task_runs:.2f} ms CPU of this process per run"
+            f" {self.rate:.0f} task runs/s; CPU per run until recorded: this process"
+            f" {1000 * self.cpu / self.task_runs:.2f} ms{server}"
         )
 
 
-def prefect_floor(task_runs: int, workers: int) -> Floor:
+def prefect_floor(task_runs: int, workers: int, server_pid: int | None = None) -> Floor:
     """The same submission path as the watch flow (a flow's thread pool, one named task run each, no result kept),
-    with nothing to do in the task: the rate no per-file work can beat on this machine."""
+    with nothing to do in the task: the rate no per-file work can beat on this machine. The CPU is counted as the
+    agent's is, until the API has every task run recorded Completed (60 s at most)."""
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
+    from prefect.settings import get_current_settings
     from prefect.task_runners import ThreadPoolTaskRunner
 
     @task(name="noop", task_run_name="noop {number}", cache_policy=NO_CACHE, persist_result=False)
@@ -905,19 +927,30 @@ def prefect_floor(task_runs: int, workers: int) -> Floor:
         return None
 
     @flow(name="prefect-floor", persist_result=False)
-    def floor(count: int) -> tuple[float, float]:
-        started, cpu = time.perf_counter(), time.process_time()
+    def floor(count: int) -> float:
+        started = time.perf_counter()
         runner: ThreadPoolTaskRunner[Any]
         submitted: Any = noop  # submitted as the watch flow submits copy_file
         with ThreadPoolTaskRunner(max_workers=workers) as runner:
             futures: list[Any] = [runner.submit(submitted, {"number": number}) for number in range(count)]
             for future in futures:
                 future.wait()
-        return time.perf_counter() - started, time.process_time() - cpu
+        return time.perf_counter() - started
 
-    floor(min(50, task_runs))  # warm-up
-    seconds, cpu = floor(task_runs)
-    return Floor(task_runs, seconds, cpu)
+    warm_up = min(50, task_runs)
+    floor(warm_up)
+    api_url = str(get_current_settings().api.url)
+    credential = os.environ.get("PREFECT_API_AUTH_STRING")
+    cpu, server = time.process_time(), tree_cpu_seconds(server_pid) if server_pid else 0.0
+    seconds = floor(task_runs)
+    deadline = time.perf_counter() + RECORD_TIMEOUT
+    while (count_completed(api_url, {"name": {"like_": "noop "}}, credential) or 0) < warm_up + task_runs:
+        if time.perf_counter() > deadline:
+            break
+        time.sleep(API_POLL)
+    cpu = time.process_time() - cpu
+    server_cpu = tree_cpu_seconds(server_pid) - server if server_pid else None
+    return Floor(task_runs, seconds, cpu, server_cpu)
 
 
 def print_agent_run(run: int, scenario: Scenario, result: AgentRun) -> None:
@@ -992,6 +1025,8 @@ def run_all(args: argparse.Namespace, workdir: Path, scenarios: list[Scenario], 
 
         import flows.watch_folder  # noqa: F401 - Prefect's flow machinery, which sets its logging up when imported
 
+        require_own_server(server.api_url)
+
         assert server.home is not None  # a server with its home in data_path
         console = divert_prefect_console(server.home.parent / "agent-console.log")
         server_log = LogWatch(server.home / "server.log", SERVER_WARNINGS)
@@ -1016,7 +1051,9 @@ def run_all(args: argparse.Namespace, workdir: Path, scenarios: list[Scenario], 
         for scenario in scenarios:
             times[scenario.key], agent_runs[scenario.key] = time_scenario(bench, scenario, peers, args.runs)
         print(f"watch run: {bench.watch.stop()}")
-        floor = prefect_floor(len(scenarios[0].sums), copies_of(args.copies)) if not args.skip_floor else None
+        floor = None
+        if not args.skip_floor:
+            floor = prefect_floor(len(scenarios[0].sums), copies_of(args.copies), bench.server_pid)
         report(args, bench, scenarios, times, agent_runs, floor)
     finally:
         if bench is not None and hasattr(bench, "watch") and bench.watch.alive():
