@@ -60,7 +60,7 @@ def unsent_records() -> int:
 class RecordingLag:
     """How many of this flow run's copy task runs ended here and are not yet recorded as ended by the server.
 
-    ``count``: the server's count of the run's ended copies (``flows.api_state.count_ended_copies``), asked from a
+    ``count``: the server's count of the run's ended copies (``flows.api_state.CopyRecord.ended_copies``), asked from a
     daemon thread of its own about once every ``poll`` seconds, never from the loop; None outside a flow run (no lag).
     The lag never holds copies back for good: after ``RECORD_STALL_SECONDS`` without progress the missing records
     are given up for lost, and without an answer for ``RECORD_ANSWER_SECONDS`` the lag counts as 0.
@@ -73,10 +73,13 @@ class RecordingLag:
         poll: float = RECORD_POLL_SECONDS,
         newest_stored: Callable[[], datetime | None] | None = None,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        release: Callable[[], None] | None = None,
     ) -> None:
         """``newest_stored``: when the newest task-run event of the run the server stored occurred (None: none in
-        the last ``EVENT_WINDOW_SECONDS``); ``wall``: the time of day it is compared with."""
+        the last ``EVENT_WINDOW_SECONDS``); ``wall``: the time of day it is compared with; ``release``: called by
+        the asking thread when it ends (what it asked through is closed there, never under a question)."""
         self._count = count
+        self._release = release
         self._newest_stored = newest_stored
         self._wall = wall
         self._last_end: datetime | None = None  # when the last copy ended here
@@ -103,16 +106,17 @@ class RecordingLag:
         """The lag of the flow run this thread runs in (none outside a flow run)."""
         from prefect.context import FlowRunContext
 
-        from flows.api_state import count_ended_copies, newest_copy_event
+        from flows.api_state import CopyRecord
 
         context = FlowRunContext.get()
         run = context.flow_run if context is not None else None
         if run is None:
             return cls(None)
-        flow_run_id = run.id
+        record = CopyRecord(run.id)
         return cls(
-            lambda: count_ended_copies(flow_run_id),
-            newest_stored=lambda: newest_copy_event(flow_run_id, EVENT_WINDOW_SECONDS),
+            record.ended_copies,
+            newest_stored=lambda: record.newest_event(EVENT_WINDOW_SECONDS),
+            release=record.close,
         )
 
     def ended(self, copies: int = 1) -> None:
@@ -204,6 +208,13 @@ class RecordingLag:
         self._wake.set()
 
     def _run(self) -> None:
+        try:
+            self._ask()
+        finally:
+            if self._release is not None:
+                self._release()
+
+    def _ask(self) -> None:
         """About once every ``poll`` seconds while copies end or the server is behind; an idle watch run (months of
         it) asks nothing until the next copy ends."""
         measured = -1

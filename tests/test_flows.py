@@ -17,7 +17,8 @@ import pytest
 from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.api_state import count_ended_copies, newest_copy_event, status_key
+from flows import api_state
+from flows.api_state import CopyRecord, status_key
 from flows.config import copy_io_in_process, run_in_process
 from flows.transfer_once import transfer_once
 from flows.watch_folder import watch_folder
@@ -405,7 +406,9 @@ def test_api_trouble_never_loses_a_file(source: Path, destination: Path, monkeyp
     assert sorted(files_below(destination)) == ["a.mxf", "b.mxf"]
 
 
-def test_copy_task_runs_carry_no_tag_of_their_own_their_flow_run_the_agents(source: Path, destination: Path) -> None:
+def test_copy_task_runs_carry_no_tag_of_their_own_their_flow_run_the_agents(
+    source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A tag on a task run makes Prefect ask the server for a concurrency slot at every run (a write transaction on
     SQLite, limit or not): the copies carry none, though the run was started inside the agent's tag (as ``fta
     watch`` starts it), and the agent's tag stays on their flow run."""
@@ -421,14 +424,26 @@ def test_copy_task_runs_carry_no_tag_of_their_own_their_flow_run_the_agents(sour
     copies = [run for name, named in runs.items() if name.startswith("copy ") for run in named]
     assert sorted(run.name for run in copies) == ["copy a.mxf", "copy cam/b.mxf"]
     assert [run.tags for run in copies] == [[], []]
-    assert count_ended_copies(state.state_details.flow_run_id) == 2  # what pacing asks the server (flows.backlog)
+    opened: list[object] = []
+    def counted_get_client(*args: Any, **kwargs: Any) -> Any:
+        opened.append(kwargs)
+        return get_client(*args, **kwargs)  # the one flows.api_state imports
+
+    monkeypatch.setattr(api_state, "get_client", counted_get_client)
+    record = CopyRecord(state.state_details.flow_run_id)  # what pacing asks the server (flows.backlog)
+    assert record.ended_copies() == 2
+    assert record.ended_copies() == 2
     stored: list[datetime | None] = [None]
 
     def newest_stored() -> bool:
-        stored[0] = newest_copy_event(state.state_details.flow_run_id, 600)
+        stored[0] = record.newest_event(600)
         return stored[0] is not None
 
     wait_until(newest_stored, what="the copies' events stored")
+    assert len(opened) == 1  # one client for every question: a client per question builds a TLS context each time
+    record.close()
+    assert record.ended_copies() == 2 and len(opened) == 2  # closed, the next question opens another
+    record.close()
     ends = [run.end_time for run in copies if run.end_time is not None]
     assert stored[0] is not None and len(ends) == 2
     assert abs((stored[0] - max(ends)).total_seconds()) < 5  # the last copy's Completed event

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -160,12 +161,13 @@ def test_a_server_that_does_not_answer_holds_no_copy_back_for_long(clock: FakeCl
 def test_the_lag_is_asked_from_a_thread_of_its_own_while_copies_end_and_not_when_idle() -> None:
     asked: list[int] = []
     recorded = [0]
+    released: list[str] = []
 
     def count() -> int:
         asked.append(recorded[0])
         return recorded[0]
 
-    lag = RecordingLag(count, poll=0.01)
+    lag = RecordingLag(count, poll=0.01, release=lambda: released.append(threading.current_thread().name))
     assert lag._thread is None  # nothing ended yet: nothing asked
     lag.ended(3)
     try:
@@ -181,6 +183,7 @@ def test_the_lag_is_asked_from_a_thread_of_its_own_while_copies_end_and_not_when
     assert lag._thread is not None and lag._thread.name == "fta-recorded"
     lag._thread.join(30)
     assert not lag._thread.is_alive()
+    assert released == ["fta-recorded"]  # what it asked through is closed by the asking thread, once
     assert backlog.MAX_UNRECORDED < 10_000 // 3  # under the server's queue of 10,000 events, at 3 events a copy
 
 
