@@ -158,13 +158,17 @@ class RecordingLag:
             self._follow_events(self._event_lag(last_end, pending, newest, looked), newest)
         now = self._clock()
         self._answered = now
+        late = min(self._lost, max(0, recorded - (ended - self._lost)))  # given up for lost, recorded after all
+        if late:
+            self._lost -= late
+            log.info("the Prefect server has recorded %d copy task run(s) given up for lost after all", late)
         missing = ended - self._lost - recorded
         if missing <= 0 or recorded > self._recorded:
             self._progressed = now
         elif now - self._progressed > RECORD_STALL_SECONDS:
             log.warning(
-                "the Prefect server has not recorded the end of %d copy task run(s) in %g s: their history is lost "
-                "(its log says why, e.g. 'queue is full'); the copies go on",
+                "the Prefect server has not recorded the end of %d copy task run(s) in %g s; the copies go on without"
+                " waiting for them (their history is lost if its log says 'queue is full')",
                 missing,
                 RECORD_STALL_SECONDS,
             )
@@ -180,6 +184,8 @@ class RecordingLag:
         behind_before = self._events_stuck or self.event_lag > MAX_EVENT_LAG_SECONDS
         if newest != self._newest_seen or lag <= MAX_EVENT_LAG_SECONDS or not behind_before:
             self._newest_seen, self._events_moved = newest, now  # moving, caught up, or just fallen behind
+            if self._events_stuck:
+                log.info("the Prefect server stores this run's task-run events again; the copies follow them again")
             self._events_stuck = False
         elif not self._events_stuck and now - self._events_moved > RECORD_STALL_SECONDS:
             log.warning(

@@ -425,6 +425,7 @@ def test_copy_task_runs_carry_no_tag_of_their_own_their_flow_run_the_agents(
     assert sorted(run.name for run in copies) == ["copy a.mxf", "copy cam/b.mxf"]
     assert [run.tags for run in copies] == [[], []]
     opened: list[object] = []
+
     def counted_get_client(*args: Any, **kwargs: Any) -> Any:
         opened.append(kwargs)
         return get_client(*args, **kwargs)  # the one flows.api_state imports

@@ -135,6 +135,14 @@ def test_records_the_server_never_makes_are_given_up_after_a_while_and_said(
     recorded[0] = 660
     lag.measure()
     assert lag() == 0
+    recorded[0] = 700  # a slow server, not a lost record: 40 of the 50 given up arrive after all
+    with caplog.at_level(logging.INFO, logger="fta.loop"):
+        lag.measure()
+    assert any("recorded 40 copy task run(s) given up for lost after all" in r.getMessage() for r in caplog.records)
+    assert lag() == 0
+    lag._ended += 20  # the 10 still missing stay given up: only the new copies are waited for
+    lag.measure()
+    assert lag() == 20
 
 
 def test_a_server_that_does_not_answer_holds_no_copy_back_for_long(clock: FakeClock) -> None:
@@ -252,5 +260,7 @@ def test_a_server_that_stores_no_event_holds_copies_back_only_for_a_while_and_it
     stored[0] = wall[0] - timedelta(seconds=10)  # it stores again (up to before the copy ending now)
     lag.ended()
     lag._ended = 0
-    later(MAX_EVENT_LAG_SECONDS + 1)
+    with caplog.at_level(logging.INFO, logger="fta.loop"):
+        later(MAX_EVENT_LAG_SECONDS + 1)
+    assert sum("task-run events again" in record.getMessage() for record in caplog.records) == 1
     assert lag.behind()  # followed again: this copy's events are six seconds behind
