@@ -308,6 +308,24 @@ def completed_task_runs(api_url: str, name_like: str) -> int | None:
     return count_completed(api_url, {"name": {"like_": name_like}}, os.environ.get("PREFECT_API_AUTH_STRING"))
 
 
+def wait_recorded(
+    api_url: str, name_like: str, expected: int, since: float, timeout: float = RECORD_TIMEOUT
+) -> tuple[float | None, int]:
+    """Untimed: ask the API every 0.1 s until ``expected`` task runs whose name contains ``name_like`` are Completed
+    or ``timeout`` seconds have passed since ``since`` (``perf_counter``). Returns the time from ``since`` (None when
+    not reached) and the last count."""
+    recorded = 0
+    while True:
+        count = completed_task_runs(api_url, name_like)
+        now = time.perf_counter()
+        recorded = recorded if count is None else count
+        if recorded >= expected:
+            return now - since, recorded
+        if now - since >= timeout:
+            return None, recorded
+        time.sleep(API_POLL)
+
+
 @dataclass
 class LogWatch:
     """The lines of a growing log file that contain one of ``words``, read from where the last look ended."""
@@ -547,18 +565,7 @@ class Bench:
             time.sleep(SOURCE_POLL)
 
     def wait_recorded(self, name_like: str, expected: int, since: float) -> tuple[float | None, int]:
-        """Untimed: ask the API every 0.1 s until ``expected`` task runs are Completed or 60 s have passed since
-        ``since``. Returns the lag (None when not reached) and the last count."""
-        recorded = 0
-        while True:
-            count = completed_task_runs(self.server.api_url, name_like)
-            now = time.perf_counter()
-            recorded = recorded if count is None else count
-            if recorded >= expected:
-                return now - since, recorded
-            if now - since >= RECORD_TIMEOUT:
-                return None, recorded
-            time.sleep(API_POLL)
+        return wait_recorded(self.server.api_url, name_like, expected, since)
 
     def check(self, who: str, expected: dict[str, str], destination: Path, emptied: Path | None) -> None:
         """Outside the timing: exactly the expected files arrived, every one with the master's checksum; a mover left
@@ -966,8 +973,7 @@ def prefect_floor(
         return time.perf_counter() - started
 
     api_url = str(get_current_settings().api.url)
-    credential = os.environ.get("PREFECT_API_AUTH_STRING")
-    before = count_completed(api_url, {"name": {"like_": "noop "}}, credential) or 0  # earlier floors' runs
+    before = completed_task_runs(api_url, "noop ") or 0  # earlier floors' runs
     warm_up = min(50, task_runs)
     with tags(*flow_tags):
         floor(warm_up)
@@ -977,12 +983,7 @@ def prefect_floor(
             tree_cpu_seconds(server_pid) if server_pid else 0.0,
         )
         seconds = floor(task_runs)
-    recorded: float | None = None
-    while time.perf_counter() - started < seconds + RECORD_TIMEOUT:
-        if (count_completed(api_url, {"name": {"like_": "noop "}}, credential) or 0) >= before + warm_up + task_runs:
-            recorded = time.perf_counter() - started
-            break
-        time.sleep(API_POLL)
+    recorded, _ = wait_recorded(api_url, "noop ", before + warm_up + task_runs, started, seconds + RECORD_TIMEOUT)
     cpu = time.process_time() - cpu
     server_cpu = tree_cpu_seconds(server_pid) - server if server_pid else None
     return Floor(task_runs, seconds, cpu, server_cpu, recorded)

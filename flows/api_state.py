@@ -83,8 +83,7 @@ class CopyRecord:
     def __init__(self, flow_run_id: uuid.UUID, timeout: float = 30.0) -> None:
         self.flow_run_id = flow_run_id
         self._timeout = timeout
-        self._client: Any = None
-        self._opened: Any = None
+        self._client: Any = None  # entered, until ``close``
 
     def ended_copies(self) -> int:
         """How many ``copy ...`` task runs of the flow run the server has recorded in a final state."""
@@ -113,15 +112,14 @@ class CopyRecord:
 
     def close(self) -> None:
         """Close the client (a later question opens another)."""
-        opened, self._opened, self._client = self._opened, None, None
-        if opened is not None:
-            opened.__exit__(None, None, None)
+        client, self._client = self._client, None
+        if client is not None:
+            client.__exit__(None, None, None)
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         """The JSON answer of one POST to the API (an HTTP error raised)."""
         if self._client is None:
-            self._opened = get_client(httpx_settings={"timeout": self._timeout}, sync_client=True)
-            self._client = self._opened.__enter__()
+            self._client = get_client(httpx_settings={"timeout": self._timeout}, sync_client=True).__enter__()
         response = self._client.request("POST", path, json=body)
         response.raise_for_status()
         return response.json()
