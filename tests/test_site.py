@@ -148,7 +148,14 @@ def start_both(site: Site, a: Agent, b: Agent) -> None:
     """Both at once, as the hosts of a site come up after a power cut (a later start of b leaves a's run alone)."""
     for agent in (a, b):
         agent.start(site.env, "--shared-limit-tag", LIMIT_TAG, "--shared-limit", "1")
-    wait_until(lambda: a.started() and b.started(), 240, "both agents to start")
+    try:
+        wait_until(lambda: a.started() and b.started(), 240, "both agents to start")
+    except AssertionError as exc:  # what each said, so that a slow or failed start can be told apart
+        said = [
+            f"--- {agent.name} (exit {agent.process and agent.process.poll()}):\n{agent.said()[-3000:]}"
+            for agent in (a, b)
+        ]
+        raise AssertionError("\n".join([str(exc), *said])) from exc
     assert [list(watch_states(site, agent.name).values()) for agent in (a, b)] == [["RUNNING"], ["RUNNING"]]
 
 
