@@ -20,9 +20,12 @@ as after a reboot. Measured from its start:
   ``PREFECT__FLOW_RUN_ID`` is a ``watch-folder`` run), of the server (``prefect server start`` and its children) and
   of ``fta up`` itself;
 - the size of the SQLite database (``prefect.db`` and its ``-wal``, and the pages in use) before the files are
-  placed and once the agent is idle again, per transfer; then, against the same server, Prefect's own floor: one flow
-  of ``--noop-task-runs`` no-op task runs from a separate process (``flow_throughput.prefect_floor``, through
-  ``PREFECT_API_URL``), and the database's growth per no-op task run;
+  placed and once the agent is idle again, per transfer; then, against the same server, Prefect's own floor twice:
+  a flow of ``--noop-task-runs`` no-op task runs from a separate process (``flow_throughput.prefect_floor``, through
+  ``PREFECT_API_URL``) in a plain flow run, then in a run of a deployment with the agent's tag (no work pool, as a
+  served one: its task runs' events name the same related resources as the copies', the flow run, the flow, the
+  deployment and the tag), and the database's growth per no-op task run of each; the goal compares the transfer with
+  the second, the same path;
 - every second (own threads, Prefect's sync client): the newest version of the ``fta-status-<agent>`` artifact (its
   data's size, how old it is when the answer arrives) and the time ``read_task_runs(limit=200)`` takes to answer.
 
@@ -519,11 +522,17 @@ def settle(root: int, what: str) -> None:
 # -- Prefect's floor -----------------------------------------------------------------------------------------------
 
 
-def noop_child(count: int, workers: int, out: Path) -> int:
-    """In the separate process: one warm-up flow and one flow of ``count`` no-op task runs (flow_throughput's)."""
+def noop_child(count: int, workers: int, out: Path, served_as: str | None) -> int:
+    """In the separate process: one warm-up flow and one flow of ``count`` no-op task runs (flow_throughput's);
+    ``served_as``: each a run of a deployment with that agent's tag, as the agent's watch run is."""
     from flow_throughput import prefect_floor
 
-    floor = prefect_floor(count, workers)
+    from fta.settings import agent_tag
+
+    if served_as is None:
+        floor = prefect_floor(count, workers)
+    else:
+        floor = prefect_floor(count, workers, flow_tags=(agent_tag(served_as),), deployment=SERVED_FLOOR)
     warm_up = min(50, count)  # prefect_floor's own warm-up flow
     out.write_text(
         json.dumps(
@@ -539,8 +548,12 @@ def noop_child(count: int, workers: int, out: Path) -> int:
     return 0
 
 
+SERVED_FLOOR = "prefect-floor"  # the no-op floor's deployment
+
+
 @dataclass
 class Floor:
+    served: bool  # its flow runs: runs of a deployment with the agent's tag (else plain flow runs, no tag)
     task_runs: int  # all of them, the warm-up's included: each one grows the database
     rate: float  # no-op task runs/s of the timed flow
     cpu_ms: float  # CPU of the submitting process per task run
@@ -559,12 +572,18 @@ def per_item(before: DbSize, after: DbSize, count: int, files: bool) -> float | 
     return (after.used - before.used) / count
 
 
-def prefect_floor(workdir: Path, api_url: str, credential: str, count: int, db: Path, root: int) -> Floor:
+def prefect_floor(
+    workdir: Path, api_url: str, credential: str, count: int, db: Path, root: int, served_as: str | None
+) -> Floor:
+    """``served_as``: an agent's name; the no-op task runs then run in a deployment's flow run with its tag, so that
+    their events name the same related resources as the agent's copies (flow run, flow, deployment, tag)."""
     before = db_size(db)
-    out, log = workdir / "noop.json", workdir / "noop.out"
+    name = "noop-served" if served_as else "noop"
+    out, log = workdir / f"{name}.json", workdir / f"{name}.out"
     env = clean_env(PREFECT_API_URL=api_url, PREFECT_API_AUTH_STRING=credential, PREFECT_HOME=str(workdir / "noop"))
     command = [sys.executable, str(Path(__file__).resolve()), "--noop-child", str(count)]
     command += ["--noop-workers", str(copies_of(None)), "--noop-out", str(out)]
+    command += ["--noop-served-as", served_as] if served_as else []
     with log.open("wb") as sink:
         done = subprocess.run(
             command, env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=1800, check=False
@@ -574,7 +593,7 @@ def prefect_floor(workdir: Path, api_url: str, credential: str, count: int, db: 
     settle(root, "after the no-op task runs")
     result = json.loads(out.read_text())
     cpu_ms = 1000 * result["cpu"] / result["timed"]
-    return Floor(result["task_runs"], result["rate"], cpu_ms, before, db_size(db))
+    return Floor(served_as is not None, result["task_runs"], result["rate"], cpu_ms, before, db_size(db))
 
 
 # -- the report ----------------------------------------------------------------------------------------------------
@@ -603,7 +622,7 @@ class Measured:
     end: float  # seconds from fta up's start until it was idle again after the drain
     db_before: DbSize
     db_end: DbSize
-    floor: Floor | None
+    floors: list[Floor]  # plain, then served (each measured when asked for and drained)
     caches_dropped: bool
     observer_cpu: float  # this process's CPU seconds from fta up's start until the source was empty
     server_warnings: list[str]  # server-log lines with SERVER_WARNINGS, from the start until idle after the drain
@@ -644,18 +663,8 @@ def figures(m: Measured) -> dict[str, Any]:
         "db_growth_per_transfer_files": per_item(m.db_before, m.db_end, run.arrived, files=True),
         "db_growth_per_transfer_used": per_item(m.db_before, m.db_end, run.arrived, files=False),
         "db_growth_per_transfer_by_table": growth_by_table(m.db_before, m.db_end, run.arrived),
-        "floor": None
-        if m.floor is None
-        else {
-            "task_runs": m.floor.task_runs,
-            "task_runs_per_s": m.floor.rate,
-            "cpu_ms_per_task_run": m.floor.cpu_ms,
-            "db_before": vars(m.floor.before),
-            "db_after": vars(m.floor.after),
-            "growth_per_task_run_files": m.floor.growth(files=True),
-            "growth_per_task_run_used": m.floor.growth(files=False),
-            "growth_per_task_run_by_table": growth_by_table(m.floor.before, m.floor.after, m.floor.task_runs),
-        },
+        "floor": next((floor_doc(f) for f in m.floors if not f.served), None),
+        "floor_served": next((floor_doc(f) for f in m.floors if f.served), None),
         "status_first_seconds": m.first_status,
         "status_reads": len(m.status),
         "status_errors": m.status_errors,
@@ -722,13 +731,29 @@ def drain_goal(doc: dict[str, Any], small_file_rate: float | None) -> Goal:
     return goal
 
 
+def floor_doc(floor: Floor) -> dict[str, Any]:
+    return {
+        "task_runs": floor.task_runs,
+        "task_runs_per_s": floor.rate,
+        "cpu_ms_per_task_run": floor.cpu_ms,
+        "db_before": vars(floor.before),
+        "db_after": vars(floor.after),
+        "growth_per_task_run_files": floor.growth(files=True),
+        "growth_per_task_run_used": floor.growth(files=False),
+        "growth_per_task_run_by_table": growth_by_table(floor.before, floor.after, floor.task_runs),
+    }
+
+
 def growth_goals(doc: dict[str, Any]) -> list[Goal]:
-    floor = doc["floor"]
+    """Against the served floor when measured (the same related resources in each event as the copies'), else the
+    plain one."""
+    floor = doc["floor_served"] or doc["floor"]
+    path = "in a deployment's run with the agent's tag" if doc["floor_served"] else "in a plain flow run"
     found = []
     for key, label in (("files", "files incl. -wal"), ("used", "pages in use")):
         per_transfer = doc[f"db_growth_per_transfer_{key}"]
         per_run = floor[f"growth_per_task_run_{key}"] if floor else None
-        text = f"database growth per transfer <= no-op task run + {GOAL_GROWTH_MARGIN} B ({label})"
+        text = f"database growth per transfer <= no-op task run {path} + {GOAL_GROWTH_MARGIN} B ({label})"
         if per_transfer is None or per_run is None:
             shown = "?" if per_transfer is None else f"{per_transfer:.0f} B"
             found.append(Goal(text, None, f"{shown} per transfer; Prefect's floor not measured"))
@@ -776,9 +801,9 @@ def print_report(doc: dict[str, Any], found: list[Goal]) -> None:
             f"{label:<28} {doc['peak_rss_mb'][part]:11.0f} {doc['cpu_seconds_to_empty'][part]:15.1f}"
             f" {doc['cpu_seconds_to_idle'][part]:14.1f} {doc['cpu_ms_per_file_to_idle'][part]:12.2f}"
         )
-    if doc["floor"] is not None:
+    if doc["floor"] is not None or doc["floor_served"] is not None:
         print(
-            "  (peak RSS until idle after the drain; the no-op flow afterwards: server"
+            "  (peak RSS until idle after the drain; the no-op flows afterwards: server"
             f" {doc['peak_rss_mb_with_floor']['server']:.0f} MB)"
         )
     elif not doc["drained"]:
@@ -804,35 +829,40 @@ def print_database(doc: dict[str, Any]) -> None:
         each = doc[f"db_growth_per_transfer_{key}"]
         print(f"{label:<28} {mb(first):>10} {mb(last):>10} {'?' if each is None else f'{each:.0f}':>15}")
     print(f"  (end: prefect.db {mb(end['main'])} MB, -wal {mb(end['wal'])} MB)")
-    floor = doc["floor"]
-    if floor is None:
+    floors = {"plain flow run": doc["floor"], "deployment's run, agent's tag": doc["floor_served"]}
+    if not any(floors.values()):
         print("Prefect's floor: not measured")
-        print_tables(doc["db_growth_per_transfer_by_table"], {})
-        return
-    each_file, each_used = floor["growth_per_task_run_files"], floor["growth_per_task_run_used"]
-    print(
-        f"Prefect's floor: {floor['task_runs']} no-op task runs from a separate process, same server:"
-        f" {floor['task_runs_per_s']:.0f} task runs/s, {floor['cpu_ms_per_task_run']:.2f} ms CPU each;"
-        f" database growth per task run {each_file:.0f} B (files),"
-        f" {'?' if each_used is None else f'{each_used:.0f}'} B (pages in use)"
+    for path, floor in floors.items():
+        if floor is None:
+            continue
+        each_file, each_used = floor["growth_per_task_run_files"], floor["growth_per_task_run_used"]
+        print(
+            f"Prefect's floor, {path}: {floor['task_runs']} no-op task runs from a separate process, same server:"
+            f" {floor['task_runs_per_s']:.0f} task runs/s, {floor['cpu_ms_per_task_run']:.2f} ms CPU each;"
+            f" database growth per task run {each_file:.0f} B (files),"
+            f" {'?' if each_used is None else f'{each_used:.0f}'} B (pages in use)"
+        )
+    print_tables(
+        doc["db_growth_per_transfer_by_table"],
+        {path: floor["growth_per_task_run_by_table"] for path, floor in floors.items() if floor is not None},
     )
-    print_tables(doc["db_growth_per_transfer_by_table"], floor["growth_per_task_run_by_table"])
 
 
-def print_tables(transfer: dict[str, float], noop: dict[str, float]) -> None:
-    """Where the growth went: the tables (with their indexes) that grew most, per transfer and per no-op task run."""
+def print_tables(transfer: dict[str, float], floors: dict[str, dict[str, float]]) -> None:
+    """Where the growth went: the tables (with their indexes) that grew most, per transfer and per no-op task run of
+    each floor measured."""
     if not transfer:
         return
     shown = list(transfer)[:SHOWN_TABLES]
     rest = [name for name in transfer if name not in shown]
-    print(f"  {'table (with its indexes)':<26} {'B per transfer':>15} {'B per no-op task run':>21}")
+    heads = "".join(f" {'B per no-op, ' + path[:16]:>30}" for path in floors)
+    print(f"  {'table (with its indexes)':<26} {'B per transfer':>15}{heads}")
     for name in shown:
-        each = f"{noop.get(name, 0.0):.0f}" if noop else "-"
-        print(f"  {name:<26} {transfer[name]:15.0f} {each:>21}")
+        each = "".join(f" {noop.get(name, 0.0):30.0f}" for noop in floors.values())
+        print(f"  {name:<26} {transfer[name]:15.0f}{each}")
     if rest:
-        other = sum(transfer[name] for name in rest), sum(noop.get(name, 0.0) for name in rest)
-        each = f"{other[1]:.0f}" if noop else "-"
-        print(f"  {f'{len(rest)} other(s)':<26} {other[0]:15.0f} {each:>21}")
+        each = "".join(f" {sum(noop.get(name, 0.0) for name in rest):30.0f}" for noop in floors.values())
+        print(f"  {f'{len(rest)} other(s)':<26} {sum(transfer[name] for name in rest):15.0f}{each}")
 
 
 def print_api(doc: dict[str, Any]) -> None:
@@ -948,12 +978,16 @@ def measure(args: argparse.Namespace, agent: Agent, credential: str, before: DbS
         db = agent.data / "prefect" / "prefect.db"
         db_end = db_size(db)  # not drained: while the agent still works, as it was at the timeout
         warnings = LogWatch(agent.data / "prefect" / "server.log", SERVER_WARNINGS).new_matches()
-        floor = None
+        floors = []
         if not run.drained:
             print("Prefect's floor: not measured (the agent is still draining; it would write meanwhile)")
         elif args.noop_task_runs:
-            print(f"Prefect's floor: {args.noop_task_runs} no-op task runs against the same server ...", flush=True)
-            floor = prefect_floor(agent.base, api_url, credential, args.noop_task_runs, db, agent.pid)
+            for served_as in (None, agent.name):
+                path = "in a deployment's run with the agent's tag" if served_as else "in a plain flow run"
+                print(f"Prefect's floor: {args.noop_task_runs} no-op task runs {path} ...", flush=True)
+                floors.append(
+                    prefect_floor(agent.base, api_url, credential, args.noop_task_runs, db, agent.pid, served_as)
+                )
     finally:
         threads.stop()
     answered = [r for r in threads.listing.readings if r.error is None]
@@ -970,7 +1004,7 @@ def measure(args: argparse.Namespace, agent: Agent, credential: str, before: DbS
         end,
         before,
         db_end,
-        floor,
+        floors,
         dropped,
         observer,
         warnings,
@@ -1062,9 +1096,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noop-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--noop-workers", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--noop-out", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--noop-served-as", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.noop_child is not None and args.noop_out is not None:
-        return noop_child(args.noop_child, args.noop_workers, args.noop_out)
+        return noop_child(args.noop_child, args.noop_workers, args.noop_out, args.noop_served_as)
     if args.files < 1 or args.folders < 1 or args.noop_task_runs < 0:
         parser.error("--files and --folders must be at least 1, --noop-task-runs at least 0")
     signal.signal(signal.SIGTERM, stop_on_sigterm)

@@ -944,16 +944,24 @@ class Floor:
 
 
 def prefect_floor(
-    task_runs: int, workers: int, server_pid: int | None = None, flow_tags: tuple[str, ...] = ()
+    task_runs: int,
+    workers: int,
+    server_pid: int | None = None,
+    flow_tags: tuple[str, ...] = (),
+    deployment: str | None = None,
 ) -> Floor:
     """The same submission path as the watch flow (a flow's thread pool, one named task run each, no result kept),
     with nothing to do in the task: the rate no per-file work can beat on this machine. The CPU is counted as the
     agent's is, until the API has every task run recorded Completed (60 s at most). ``flow_tags``: tags on the flow
     run, as the agent's carries its own, and as in the watch flow none on the task runs (their events name the flow
-    run's tags as related resources)."""
+    run's tags as related resources). ``deployment``: each flow run is a run of a deployment of this name (no work
+    pool, as a served one), made in this process, so that the task runs' events name the same kinds of related
+    resources as the copies of ``fta up``'s served watch run: the flow run, the flow, the deployment, the tags."""
     from prefect import flow, tags, task
     from prefect.cache_policies import NO_CACHE
+    from prefect.client.orchestration import get_client
     from prefect.context import TagsContext
+    from prefect.flow_engine import run_flow
     from prefect.settings import get_current_settings
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -972,17 +980,23 @@ def prefect_floor(
                 future.wait()
         return time.perf_counter() - started
 
+    def run(count: int) -> float:
+        if deployment is None:
+            with tags(*flow_tags):
+                return floor(count)
+        with get_client(sync_client=True) as client:
+            deployed = client.create_deployment(client.create_flow(floor), deployment, tags=list(flow_tags))
+            flow_run = client.create_flow_run_from_deployment(deployed, parameters={"count": count})
+        result = run_flow(floor, flow_run=flow_run, parameters={"count": count})
+        assert isinstance(result, float)
+        return result
+
     api_url = str(get_current_settings().api.url)
     before = completed_task_runs(api_url, "noop ") or 0  # earlier floors' runs
     warm_up = min(50, task_runs)
-    with tags(*flow_tags):
-        floor(warm_up)
-        started, cpu, server = (
-            time.perf_counter(),
-            time.process_time(),
-            tree_cpu_seconds(server_pid) if server_pid else 0.0,
-        )
-        seconds = floor(task_runs)
+    run(warm_up)
+    started, cpu, server = time.perf_counter(), time.process_time(), tree_cpu_seconds(server_pid) if server_pid else 0.0
+    seconds = run(task_runs)
     recorded, _ = wait_recorded(api_url, "noop ", before + warm_up + task_runs, started, seconds + RECORD_TIMEOUT)
     cpu = time.process_time() - cpu
     server_cpu = tree_cpu_seconds(server_pid) - server if server_pid else None

@@ -75,15 +75,36 @@ def read_status(agent: str) -> tuple[list[dict[str, Any]], dict[str, int] | None
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 
 
+class KeptClient:
+    """One Prefect sync client, entered at the first request and kept open until ``close``: a client made per request
+    builds a TLS context each time (even for ``http://``), which cost a busy watch run a tenth of its CPU at two
+    questions a second. One thread asks at a time."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._timeout = timeout
+        self._client: Any = None  # entered, until ``close``
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer of one request to the API (an HTTP error raised: Prefect's client raises on 4xx and 5xx)."""
+        if self._client is None:
+            self._client = get_client(httpx_settings={"timeout": self._timeout}, sync_client=True).__enter__()
+        response: httpx.Response = self._client.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def close(self) -> None:
+        """Close the client (a later request opens another)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.__exit__(None, None, None)
+
+
 class CopyRecord:
-    """What the server has recorded of one flow run's copies, asked through one client kept open from the first
-    question until ``close``: a client made per question builds a TLS context each time, which cost a busy watch run
-    a tenth of its CPU at two questions a second. One thread asks at a time."""
+    """What the server has recorded of one flow run's copies, asked through one kept client (``KeptClient``)."""
 
     def __init__(self, flow_run_id: uuid.UUID, timeout: float = 30.0) -> None:
         self.flow_run_id = flow_run_id
-        self._timeout = timeout
-        self._client: Any = None  # entered, until ``close``
+        self._client = KeptClient(timeout)
 
     def ended_copies(self) -> int:
         """How many ``copy ...`` task runs of the flow run the server has recorded in a final state."""
@@ -112,17 +133,30 @@ class CopyRecord:
 
     def close(self) -> None:
         """Close the client (a later question opens another)."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.__exit__(None, None, None)
+        self._client.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         """The JSON answer of one POST to the API (an HTTP error raised)."""
-        if self._client is None:
-            self._client = get_client(httpx_settings={"timeout": self._timeout}, sync_client=True).__enter__()
-        response = self._client.request("POST", path, json=body)
-        response.raise_for_status()
-        return response.json()
+        return self._client.request("POST", path, json=body).json()
+
+
+def update_table(client: KeptClient, artifact_id: uuid.UUID, rows: list[dict[str, Any]], description: str) -> bool:
+    """Replace the rows and description of the table artifact ``artifact_id`` in place; False when it is gone.
+
+    ``PATCH /artifacts/{id}`` changes the artifact and, while it is its key's latest version, the key's collection:
+    no new version, nothing to prune, no event. A new version per publication (``create_table_artifact``) made the
+    server store the whole table three times a second under load (the version, the collection and the collection's
+    "updated" event), and a pruning deleted the versions one request each. Prefect's own ``update_artifact`` would
+    also emit an event carrying the whole table.
+    """
+    body = {"data": json.dumps(rows), "description": description}
+    try:
+        client.request("PATCH", "/artifacts/{id}", path_params={"id": artifact_id}, json=body)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return False
+        raise
+    return True
 
 
 def read_table(key: str) -> tuple[list[dict[str, Any]], datetime | None]:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
 from prefect.context import FlowRunContext
 
-from flows.api_state import prune_versions, status_key
+from flows.api_state import KeptClient, prune_versions, status_key, update_table
 from fta import metrics
 from fta.board import TransferBoard
 from fta.views import status_description
@@ -29,14 +30,15 @@ from fta.views import status_description
 log = logging.getLogger("fta.loop")
 
 Publish = Callable[[list[dict[str, Any]], str], None]
-PRUNE_EVERY = 100  # status publications between two prunings of its old versions (the first one prunes too)
 PUBLISH_GAP_SECONDS = 1.0
 WAITING_ROWS = 100  # files waiting (not yet copying) listed in the table; the counts in its description cover all
 
 
 class StatusPublisher:
-    def __init__(self, publish: Publish) -> None:
+    def __init__(self, publish: Publish, done: Callable[[], None] | None = None) -> None:
+        """``done``: called by the thread as it ends (the writer's client closed)."""
         self._publish = publish
+        self._done = done
         self._cond = threading.Condition()
         self._pending: tuple[list[dict[str, Any]], str] | None = None
         self._closing = False
@@ -64,6 +66,13 @@ class StatusPublisher:
         return not thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self._publish_until_closed()
+        finally:
+            if self._done is not None:
+                self._done()
+
+    def _publish_until_closed(self) -> None:
         while True:
             with self._cond:
                 while self._pending is None and not self._closing:
@@ -79,26 +88,34 @@ class StatusPublisher:
 
 
 class StatusArtifactWriter:
-    """Publishes ``agent``'s status table; every ``PRUNE_EVERY`` publications (the first one too) deletes its old
-    versions (``prune_versions``) in a thread of its own.
+    """Publishes ``agent``'s status table: the first publication creates a version of the artifact (it belongs to the
+    flow run), later ones replace its rows in place (``update_table``); one gone meanwhile is created again. Each
+    version created deletes the key's old versions (``prune_versions``: those of earlier runs) in a thread of its own.
 
-    A pruning is one API call per version deleted; under a burst of task runs a hundred of them took a minute, and
-    made in the publishing thread they left the status that old. A publication never waits for one: a pruning due
-    while one is under way is done again once that one ends.
+    A version per publication kept the server storing the whole table three times a second under load, and a pruning
+    of a hundred versions, one request each, took a minute on a busy server. A publication never waits for a pruning:
+    one due while another is under way is done again once that one ends.
     """
 
     def __init__(self, agent: str) -> None:
         self._key = status_key(agent)
-        self._published = 0
+        self._artifact: uuid.UUID | None = None
+        self._client = KeptClient()
         self._lock = threading.Lock()
         self._again = False
         self._pruning: threading.Thread | None = None
 
     def __call__(self, rows: list[dict[str, Any]], description: str) -> None:
-        create_table_artifact(rows, key=self._key, description=description)
-        self._published += 1
-        if self._published % PRUNE_EVERY == 1:
-            self._prune_soon()
+        if self._artifact is not None and update_table(self._client, self._artifact, rows, description):
+            return
+        created = create_table_artifact(rows, key=self._key, description=description)
+        assert isinstance(created, uuid.UUID)  # called from a thread, never from async code: the sync form
+        self._artifact = created
+        self._prune_soon()
+
+    def close(self) -> None:
+        """Close the kept client (a later publication opens another)."""
+        self._client.close()
 
     def _prune_soon(self) -> None:
         with self._lock:
@@ -144,7 +161,11 @@ class BoardStatus:
         """``publish``: where the tables go (default: the artifact of ``agent``, the agent's ``agent_name``)."""
         self._board = board
         self._clock = clock
-        self._publisher = StatusPublisher(publish if publish is not None else status_artifact_writer(agent))
+        if publish is None:
+            writer = status_artifact_writer(agent)
+            self._publisher = StatusPublisher(writer, writer.close)
+        else:
+            self._publisher = StatusPublisher(publish)
         self._version = -1
         self._at = float("-inf")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -183,27 +184,62 @@ def test_old_versions_of_an_artifact_are_pruned_and_the_newest_kept() -> None:
 def test_the_status_and_the_storage_report_keep_their_history_short(
     source: Path, destination: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Published for months, every version kept would grow the server's database without end."""
+    """Published for months, every version kept would grow the server's database without end: a run's status
+    publications replace the rows of one version, and each run's new version prunes those of older runs."""
+    from prefect import flow
+    from prefect.runtime import flow_run
+
     from flows import api_state, status_publisher
     from flows.api_state import health_key, read_table, status_key, storage_key
 
     monkeypatch.setattr(api_state, "VERSIONS_KEPT", 2)
-    monkeypatch.setattr(status_publisher, "PRUNE_EVERY", 3)
-    from prefect import flow
+    written: list[Any] = []
 
     @flow
-    def ten_tables() -> None:
+    def ten_tables(run: int) -> str:
         publish = status_publisher.status_artifact_writer(AGENT)
-        for n in range(10):  # prunes after the 1st, 4th, 7th and 10th (in its own thread)
-            publish([{"file": f"f{n}.mxf"}], f"table {n}")
+        for n in range(10):
+            publish([{"file": f"r{run}-f{n}.mxf"}], f"table {n}")
+            written.append(read_table(status_key(AGENT))[1])
         assert publish.join(60)
+        publish.close()
+        return str(flow_run.id)
 
-    ten_tables()
+    first = ten_tables(0)
+    assert [str(v.flow_run_id) for v in _versions(status_key(AGENT))].count(first) == 1  # ten publications, one version
+    assert read_table(status_key(AGENT))[0] == [{"file": "r0-f9.mxf"}]
+    assert all(a is not None and b is not None and a <= b for a, b in itertools.pairwise(written))
+    assert written[-1] is not None and written[0] is not None and written[-1] > written[0]  # its time moves on
+    for run in (1, 2, 3):
+        ten_tables(run)
     assert len(_versions(status_key(AGENT))) == 2
-    assert read_table(status_key(AGENT))[0] == [{"file": "f9.mxf"}]
+    assert read_table(status_key(AGENT))[0] == [{"file": "r3-f9.mxf"}]
     for _ in range(4):
         run_in_process(storage_report, fast_config(source, destination))
     assert len(_versions(storage_key(AGENT))) == 2 and len(_versions(health_key(AGENT))) == 2
+
+
+def test_a_status_version_deleted_under_a_running_publisher_is_created_again() -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from flows import status_publisher
+    from flows.api_state import read_table, status_key
+
+    @flow
+    def deleted_between() -> None:
+        publish = status_publisher.status_artifact_writer(AGENT)
+        publish([{"file": "a.mxf"}], "one")
+        with get_client(sync_client=True) as client:
+            for version in _versions(status_key(AGENT)):
+                client.delete_artifact(version.id)
+        publish([{"file": "b.mxf"}], "two")
+        assert publish.join(60)
+        publish.close()
+
+    deleted_between()
+    assert len(_versions(status_key(AGENT))) == 1
+    assert read_table(status_key(AGENT))[0] == [{"file": "b.mxf"}]
 
 
 def test_health_follows_the_watch_run_and_the_storage_report(source: Path, destination: Path, stop: StopSwitch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -52,13 +53,34 @@ def test_close_without_any_offer_is_immediate() -> None:
     assert StatusPublisher(lambda rows, description: None).close(timeout=0.1)
 
 
-def test_a_slow_pruning_never_holds_up_a_publication_and_one_due_meanwhile_runs_after_it(
+def test_the_thread_calls_done_as_it_ends() -> None:
+    ended: list[str] = []
+    publisher = StatusPublisher(lambda rows, description: None, lambda: ended.append(marker.get()))
+    marker.set("flow-run-context")
+    publisher.offer([], "one")
+    assert publisher.close(timeout=30)
+    assert ended == ["flow-run-context"]
+
+
+def test_a_version_is_created_once_then_updated_in_place_and_a_slow_pruning_holds_up_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Publications go on while old versions are being deleted; a pruning due meanwhile is not lost."""
+    """Publications replace the rows of the run's version; one gone meanwhile is created again, and each version
+    created prunes the old ones in a thread of its own: publications go on while it is under way, and a pruning due
+    meanwhile is not lost."""
     created: list[str] = []
+    updated: list[str] = []
     prunings: list[str] = []
     release, pruning = threading.Event(), threading.Event()
+    ids = iter([uuid.uuid4(), uuid.uuid4()])
+
+    def create(rows: list[Row], key: str, description: str) -> uuid.UUID:
+        created.append(description)
+        return next(ids)
+
+    def update(client: Any, artifact: uuid.UUID, rows: list[Row], description: str) -> bool:
+        updated.append(description)
+        return description != "table 3"  # deleted meanwhile
 
     def prune(key: str) -> int:
         prunings.append(f"{key} {marker.get()}")
@@ -66,20 +88,20 @@ def test_a_slow_pruning_never_holds_up_a_publication_and_one_due_meanwhile_runs_
         release.wait(30)  # a hundred deletions on a busy server
         return 0
 
-    monkeypatch.setattr(
-        status_publisher, "create_table_artifact", lambda rows, key, description: created.append(description)
-    )
+    monkeypatch.setattr(status_publisher, "create_table_artifact", create)
+    monkeypatch.setattr(status_publisher, "update_table", update)
     monkeypatch.setattr(status_publisher, "prune_versions", prune)
-    monkeypatch.setattr(status_publisher, "PRUNE_EVERY", 2)
     marker.set("flow-run-context")
     write = status_publisher.StatusArtifactWriter("cam")
-    write([{"n": 0}], "table 0")  # a pruning due after the 1st
+    write([{"n": 0}], "table 0")  # creates the version, prunes
     assert pruning.wait(30)  # under way in its own thread, and stuck
-    for n in range(1, 5):  # due again after the 3rd and the 5th
+    for n in range(1, 5):
         write([{"n": n}], f"table {n}")
-    assert created == [f"table {n}" for n in range(5)]
+    assert created == ["table 0", "table 3"]
+    assert updated == ["table 1", "table 2", "table 3", "table 4"]
     assert prunings == ["fta-status-cam flow-run-context"]
     assert not write.join(0.05)
     release.set()
     assert write.join(30)
-    assert prunings == ["fta-status-cam flow-run-context"] * 2  # those due meanwhile: once more, after it
+    assert prunings == ["fta-status-cam flow-run-context"] * 2  # the one due meanwhile: once more, after it
+    write.close()
