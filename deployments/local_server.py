@@ -47,6 +47,12 @@ SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
 }
+# The server's process only (not the flow runs): glibc's malloc makes up to 8 arenas per core for a threaded process
+# (Prefect's SQLite connections each run in a thread of their own), and memory freed in one is not reused by another.
+# Two arenas: a 5,000-file backlog peaked at 394 MB of server RSS instead of 468 MB, at the same drain rate.
+SERVER_PROCESS_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
+# ``prefect server start`` with SQLite's page cache bounded for the process (deployments/prefect_server.py).
+SERVER_COMMAND = (sys.executable, "-m", "deployments.prefect_server", "prefect")
 # A copy under a shared limit (``shared_limit_tag``) holds its slot through a lease; the slot count is in the
 # database, the leases in the server's memory by default. A central server killed while a copy held the slot lost
 # the lease and the slot with it: the count stayed at the limit and no copy of any agent ever started again. Kept as
@@ -188,13 +194,14 @@ class LocalServer:
         if not port_is_free(self.port):
             raise port_taken(self.port)
         env = {**os.environ, **self.environment(), "PREFECT_SERVER_API_AUTH_STRING": self.credential}
+        env |= {name: os.environ.get(name, value) for name, value in SERVER_PROCESS_DEFAULTS.items()}
         env.pop("PREFECT_API_URL", None)
         log_path = self._log_path()
         log_file = None
         if log_path is not None:  # this user's only, as everything in data_path
             log_file = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*SERVER_COMMAND, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file if log_file is not None else subprocess.DEVNULL,
