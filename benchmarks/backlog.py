@@ -671,6 +671,11 @@ def figures(m: Measured) -> dict[str, Any]:
         "status_bytes": stats(sizes),
         "status_rows_max": max((r.rows for r in m.status if r.rows is not None), default=None),
         "status_age_seconds": stats(ages),
+        "status_stale": [
+            {"at": r.at, "age": r.age, "read_seconds": r.seconds}
+            for r in m.status
+            if r.age is not None and r.age > GOAL_STALE_SECONDS
+        ],
         "status_read_seconds": stats([r.seconds for r in m.status]),
         "list_reads": len(m.listing),
         "list_errors": m.list_errors,
@@ -880,6 +885,13 @@ def print_api(doc: dict[str, Any]) -> None:
         )
     if age["max"] is not None:
         print(f"  age of the newest version when read: median {age['median']:.1f} s, max {age['max']:.1f} s")
+        stale = doc["status_stale"]
+        if stale:
+            shown = ", ".join(
+                f"{r['age']:.1f} s at {r['at']:.0f} s (read {r['read_seconds']:.2f} s)" for r in stale[:8]
+            )
+            more = " ..." if len(stale) > 8 else ""
+            print(f"  older than {GOAL_STALE_SECONDS:g} s: {len(stale)} reads: {shown}{more}")
     if read["max"] is not None:
         print(f"  one read took: median {read['median']:.3f} s, max {read['max']:.3f} s")
     listing = doc["list_seconds"]

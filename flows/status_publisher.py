@@ -25,7 +25,7 @@ from prefect.context import FlowRunContext
 from flows.api_state import KeptClient, prune_versions, status_key, update_table
 from fta import metrics
 from fta.board import TransferBoard
-from fta.views import status_description
+from fta.views import TO_DO, status_description
 
 log = logging.getLogger("fta.loop")
 
@@ -153,7 +153,10 @@ def status_artifact_writer(agent: str) -> StatusArtifactWriter:
 
 
 class BoardStatus:
-    """The board's counts and table, published when they changed, at most about once a second."""
+    """The board's counts and table, published when they changed, at most about once a second; and again a second
+    after the last one while files are to do, changed or not, so that the table's time says how current it is (a
+    loop holding its copies while the server catches up changes nothing for seconds). An idle agent's table stays as
+    it was: no request a second for months."""
 
     def __init__(
         self, board: TransferBoard, clock: Callable[[], float], publish: Publish | None = None, agent: str = ""
@@ -168,15 +171,22 @@ class BoardStatus:
             self._publisher = StatusPublisher(publish)
         self._version = -1
         self._at = float("-inf")
+        self._to_do = False  # the last table had files to do
 
     def publish(self, force: bool = False) -> None:
-        """Hand the table over if the board changed (``force``: even within a second of the last one)."""
+        """Hand the table over if the board changed (``force``: even within a second of the last one), or if it
+        did not, a second after the last one while files are to do."""
         version, now = self._board.version, self._clock()
-        if version == self._version or (not force and now - self._at < PUBLISH_GAP_SECONDS):
+        due = now - self._at >= PUBLISH_GAP_SECONDS
+        if version == self._version:
+            if not (due and self._to_do):
+                return
+        elif not (force or due):
             return
         counts = self._board.counts()
         metrics.record_counts(counts)
         self._version, self._at = version, now
+        self._to_do = any(counts.get(status, 0) for status in TO_DO)
         if FlowRunContext.get() is None:  # an artifact belongs to a flow run: outside one, the counts only
             return
         self._publisher.offer(self._board.rows(waiting=WAITING_ROWS), status_description(counts, WAITING_ROWS))

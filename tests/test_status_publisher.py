@@ -105,3 +105,60 @@ def test_a_version_is_created_once_then_updated_in_place_and_a_slow_pruning_hold
     assert write.join(30)
     assert prunings == ["fta-status-cam flow-run-context"] * 2  # the one due meanwhile: once more, after it
     write.close()
+
+
+def test_the_table_is_published_again_each_second_while_files_are_to_do_and_not_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop holding its copies changes nothing on the board for seconds: the table's time must still say it is
+    current. Nothing to do: no publication a second for months."""
+    from prefect import flow
+
+    from fta.board import TransferBoard
+    from fta.stability import FileSig, StabilityTracker
+    from tests.conftest import FakeClock
+
+    offered: list[str] = []
+
+    class Recorder:
+        """Stands for the publishing thread: what the loop hands over."""
+
+        def __init__(self, publish: Any, done: Any = None) -> None:
+            pass
+
+        def offer(self, rows: list[Row], description: str) -> None:
+            offered.append(description)
+
+        def close(self, timeout: float = 10.0) -> bool:
+            return True
+
+    monkeypatch.setattr(status_publisher, "StatusPublisher", Recorder)
+    clock = FakeClock()
+    board = TransferBoard(StabilityTracker(1.0, clock=clock), clock=clock)
+    status = status_publisher.BoardStatus(board, clock, publish=lambda rows, text: None)
+
+    def look(seconds: float) -> int:
+        """Tables handed over in ``seconds``, the loop asking every 0.25 s."""
+        before = len(offered)
+        for _ in range(int(seconds / 0.25)):
+            clock.advance(0.25)
+            status.publish()
+        return len(offered) - before
+
+    @flow
+    def in_a_flow_run() -> tuple[int, int, int]:
+        board.observe({"cam/a.mxf": FileSig(10, 1, 1)})
+        clock.advance(1.0)
+        board.observe({"cam/a.mxf": FileSig(10, 1, 1)})  # Ready: to do, and then unchanged
+        held = look(5.0)
+        board.queued("cam/a.mxf")
+        board.copying("cam/a.mxf")
+        board.completed("cam/a.mxf", "/dst/cam/a.mxf")
+        ending = look(1.0)  # the completion
+        idle = look(5.0)
+        return held, ending, idle
+
+    held, ending, idle = in_a_flow_run()
+    assert held == 5  # one a second although nothing changed
+    assert ending == 1
+    assert idle == 0
