@@ -522,17 +522,16 @@ def settle(root: int, what: str) -> None:
 # -- Prefect's floor -----------------------------------------------------------------------------------------------
 
 
-def noop_child(count: int, workers: int, out: Path, served_as: str | None) -> int:
+def noop_child(count: int, workers: int, out: Path, served_as: str | None, server: int | None) -> int:
     """In the separate process: one warm-up flow and one flow of ``count`` no-op task runs (flow_throughput's);
-    ``served_as``: each a run of a deployment with that agent's tag, as the agent's watch run is."""
+    ``served_as``: each a run of a deployment with that agent's tag, as the agent's watch run is; ``server``: the
+    server's pid, whose CPU is counted until every no-op task run is recorded Completed."""
     from flow_throughput import prefect_floor
 
     from fta.settings import agent_tag
 
-    if served_as is None:
-        floor = prefect_floor(count, workers)
-    else:
-        floor = prefect_floor(count, workers, flow_tags=(agent_tag(served_as),), deployment=SERVED_FLOOR)
+    tags = () if served_as is None else (agent_tag(served_as),)
+    floor = prefect_floor(count, workers, server, flow_tags=tags, deployment=SERVED_FLOOR if served_as else None)
     warm_up = min(50, count)  # prefect_floor's own warm-up flow
     out.write_text(
         json.dumps(
@@ -542,6 +541,8 @@ def noop_child(count: int, workers: int, out: Path, served_as: str | None) -> in
                 "seconds": floor.seconds,
                 "cpu": floor.cpu,
                 "rate": floor.rate,
+                "recorded_seconds": floor.recorded_seconds,
+                "server_cpu": floor.server_cpu,
             }
         )
     )
@@ -555,8 +556,10 @@ SERVED_FLOOR = "prefect-floor"  # the no-op floor's deployment
 class Floor:
     served: bool  # its flow runs: runs of a deployment with the agent's tag (else plain flow runs, no tag)
     task_runs: int  # all of them, the warm-up's included: each one grows the database
-    rate: float  # no-op task runs/s of the timed flow
+    rate: float  # no-op task runs/s of the timed flow, as submitted
+    recorded_rate: float | None  # ... counted until the server has every one recorded Completed (None: not in time)
     cpu_ms: float  # CPU of the submitting process per task run
+    server_cpu_ms: float | None  # CPU of the server per task run, until every one was recorded
     before: DbSize
     after: DbSize
 
@@ -584,6 +587,8 @@ def prefect_floor(
     command = [sys.executable, str(Path(__file__).resolve()), "--noop-child", str(count)]
     command += ["--noop-workers", str(copies_of(None)), "--noop-out", str(out)]
     command += ["--noop-served-as", served_as] if served_as else []
+    servers = [pid for pid in descendants(root, all_processes()) if is_server(pid)]
+    command += ["--noop-server-pid", str(servers[0])] if servers else []
     with log.open("wb") as sink:
         done = subprocess.run(
             command, env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=1800, check=False
@@ -592,8 +597,13 @@ def prefect_floor(
         raise SystemExit(f"the no-op task runs failed (exit {done.returncode}); see {log}")
     settle(root, "after the no-op task runs")
     result = json.loads(out.read_text())
-    cpu_ms = 1000 * result["cpu"] / result["timed"]
-    return Floor(served_as is not None, result["task_runs"], result["rate"], cpu_ms, before, db_size(db))
+    timed = result["timed"]
+    recorded = timed / result["recorded_seconds"] if result["recorded_seconds"] else None
+    server_ms = 1000 * result["server_cpu"] / timed if result["server_cpu"] is not None else None
+    cpu_ms = 1000 * result["cpu"] / timed
+    return Floor(
+        served_as is not None, result["task_runs"], result["rate"], recorded, cpu_ms, server_ms, before, db_size(db)
+    )
 
 
 # -- the report ----------------------------------------------------------------------------------------------------
@@ -740,7 +750,9 @@ def floor_doc(floor: Floor) -> dict[str, Any]:
     return {
         "task_runs": floor.task_runs,
         "task_runs_per_s": floor.rate,
+        "task_runs_per_s_recorded": floor.recorded_rate,
         "cpu_ms_per_task_run": floor.cpu_ms,
+        "server_cpu_ms_per_task_run": floor.server_cpu_ms,
         "db_before": vars(floor.before),
         "db_after": vars(floor.after),
         "growth_per_task_run_files": floor.growth(files=True),
@@ -841,9 +853,13 @@ def print_database(doc: dict[str, Any]) -> None:
         if floor is None:
             continue
         each_file, each_used = floor["growth_per_task_run_files"], floor["growth_per_task_run_used"]
+        recorded, server_ms = floor["task_runs_per_s_recorded"], floor["server_cpu_ms_per_task_run"]
         print(
             f"Prefect's floor, {path}: {floor['task_runs']} no-op task runs from a separate process, same server:"
-            f" {floor['task_runs_per_s']:.0f} task runs/s, {floor['cpu_ms_per_task_run']:.2f} ms CPU each;"
+            f" {floor['task_runs_per_s']:.0f} task runs/s as submitted,"
+            f" {'?' if recorded is None else f'{recorded:.0f}'} until recorded Completed;"
+            f" CPU per task run {floor['cpu_ms_per_task_run']:.2f} ms submitting,"
+            f" {'?' if server_ms is None else f'{server_ms:.2f}'} ms server;"
             f" database growth per task run {each_file:.0f} B (files),"
             f" {'?' if each_used is None else f'{each_used:.0f}'} B (pages in use)"
         )
@@ -1109,9 +1125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noop-workers", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--noop-out", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--noop-served-as", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--noop-server-pid", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.noop_child is not None and args.noop_out is not None:
-        return noop_child(args.noop_child, args.noop_workers, args.noop_out, args.noop_served_as)
+        return noop_child(args.noop_child, args.noop_workers, args.noop_out, args.noop_served_as, args.noop_server_pid)
     if args.files < 1 or args.folders < 1 or args.noop_task_runs < 0:
         parser.error("--files and --folders must be at least 1, --noop-task-runs at least 0")
     signal.signal(signal.SIGTERM, stop_on_sigterm)
