@@ -600,17 +600,6 @@ class Bench:
         clear_folder(self.source)
         clear_folder(self.destination)
 
-    def warm_memory(self, scenario: Scenario) -> None:
-        """Untimed: ``scenario``'s bytes copied into the destination once and removed, so that the first timed run
-        does not pay for memory touched for the first time (a virtual machine backs its memory on first touch: the
-        first 1 GiB copy of an invocation took 5 s of CPU, the later ones about 1 s, whichever contender ran first)."""
-        started = time.perf_counter()
-        warm = self.destination / "warm-memory"
-        shutil.copytree(scenario.master, warm)
-        clear_folder(self.destination)
-        seconds = time.perf_counter() - started
-        print(f"warm-up: {scenario.title} copied into the destination and removed in {seconds:.1f} s (untimed)")
-
     def measure_idle(self) -> tuple[float, float]:
         """Shares of one core the idle watch run (this process) and the server use; settling allows that much more."""
         time.sleep(IDLE_WINDOW)
@@ -1105,7 +1094,6 @@ def run_all(args: argparse.Namespace, workdir: Path, scenarios: list[Scenario], 
         print(f"load average at start: {' '.join(f'{value:.2f}' for value in os.getloadavg())}", flush=True)
         bench.start_watch(args.copies, args.quiet_logs)
         bench.warm_up()
-        bench.warm_memory(max(scenarios, key=lambda scenario: scenario.total_bytes))
         here, there = bench.measure_idle()
         print(f"idle: the watch run uses {here:.1%} of a core, the server {there:.1%} (untimed runs wait for that)")
         times: dict[str, dict[str, list[float]]] = {}
