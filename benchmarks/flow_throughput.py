@@ -980,12 +980,16 @@ def prefect_floor(
                 future.wait()
         return time.perf_counter() - started
 
+    deployed = None
+    if deployment is not None:  # made once, before anything is timed
+        with get_client(sync_client=True) as client:
+            deployed = client.create_deployment(client.create_flow(floor), deployment, tags=list(flow_tags))
+
     def run(count: int) -> float:
-        if deployment is None:
+        if deployed is None:
             with tags(*flow_tags):
                 return floor(count)
         with get_client(sync_client=True) as client:
-            deployed = client.create_deployment(client.create_flow(floor), deployment, tags=list(flow_tags))
             flow_run = client.create_flow_run_from_deployment(deployed, parameters={"count": count})
         result = run_flow(floor, flow_run=flow_run, parameters={"count": count})
         assert isinstance(result, float)

@@ -172,6 +172,7 @@ class BoardStatus:
         self._version = -1
         self._at = float("-inf")
         self._to_do = False  # the last table had files to do
+        self._table: tuple[list[dict[str, Any]], str] | None = None  # the last one handed over (rows, description)
 
     def publish(self, force: bool = False) -> None:
         """Hand the table over if the board changed (``force``: even within a second of the last one), or if it
@@ -179,9 +180,11 @@ class BoardStatus:
         version, now = self._board.version, self._clock()
         due = now - self._at >= PUBLISH_GAP_SECONDS
         if version == self._version:
-            if not (due and self._to_do):
-                return
-        elif not (force or due):
+            if due and self._to_do and self._table is not None:  # the same table again: nothing to count or build
+                self._at = now
+                self._publisher.offer(*self._table)
+            return
+        if not (force or due):
             return
         counts = self._board.counts()
         metrics.record_counts(counts)
@@ -189,7 +192,8 @@ class BoardStatus:
         self._to_do = any(counts.get(status, 0) for status in TO_DO)
         if FlowRunContext.get() is None:  # an artifact belongs to a flow run: outside one, the counts only
             return
-        self._publisher.offer(self._board.rows(waiting=WAITING_ROWS), status_description(counts, WAITING_ROWS))
+        self._table = (self._board.rows(waiting=WAITING_ROWS), status_description(counts, WAITING_ROWS))
+        self._publisher.offer(*self._table)
 
     def close(self) -> None:
         """The last table out (the final counts), waited for up to ten seconds."""
